@@ -1,0 +1,99 @@
+"""sqlresults: a transactional result store for Python pipelines.
+
+Results, their metadata, expiration and locks live in one SQL database: an embedded SQLite file by
+default, PostgreSQL for teams. The main names are re-exported here; submodules follow Prefect's
+layout (``sqlresults.results``, ``sqlresults.transactions``, ``sqlresults.serializers`` …).
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+from sqlresults.database import Database
+from sqlresults.errors import (
+    ConfigurationError,
+    IntegrityError,
+    InvalidArgumentError,
+    InvalidExpirationError,
+    InvalidKeyError,
+    LockError,
+    LockHeldByOtherError,
+    LockNotHeldError,
+    LockTimeoutError,
+    ReadOnlyStorageError,
+    RecordNotFoundError,
+    SchemaOutOfDateError,
+    SelfDeadlockError,
+    SerializationError,
+    SQLResultsError,
+    StorageError,
+    StorageUnavailableError,
+    UnknownSerializerError,
+)
+from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
+from sqlresults.records import ResultRecord, ResultRecordMetadata
+from sqlresults.results import ResultStore, StoreStats, get_result_store
+from sqlresults.serializers import (
+    CompressedJSONSerializer,
+    CompressedPickleSerializer,
+    CompressedSerializer,
+    JSONSerializer,
+    PickleSerializer,
+    Serializer,
+)
+from sqlresults.settings import Settings, get_settings
+from sqlresults.transactions import (
+    CommitMode,
+    Transaction,
+    TransactionState,
+    get_transaction,
+    transaction,
+)
+
+try:
+    __version__ = _version("sqlresults")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CommitMode",
+    "CompressedJSONSerializer",
+    "CompressedPickleSerializer",
+    "CompressedSerializer",
+    "ConfigurationError",
+    "Database",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "InvalidExpirationError",
+    "InvalidKeyError",
+    "IsolationLevel",
+    "JSONSerializer",
+    "LockError",
+    "LockHeldByOtherError",
+    "LockManager",
+    "LockNotHeldError",
+    "LockTimeoutError",
+    "PickleSerializer",
+    "ReadOnlyStorageError",
+    "RecordNotFoundError",
+    "ResultRecord",
+    "ResultRecordMetadata",
+    "ResultStore",
+    "SQLLockManager",
+    "SQLResultsError",
+    "SchemaOutOfDateError",
+    "SelfDeadlockError",
+    "SerializationError",
+    "Serializer",
+    "Settings",
+    "StorageError",
+    "StorageUnavailableError",
+    "StoreStats",
+    "Transaction",
+    "TransactionState",
+    "UnknownSerializerError",
+    "__version__",
+    "get_result_store",
+    "get_settings",
+    "get_transaction",
+    "transaction",
+]

@@ -1,0 +1,5 @@
+"""``python -m sqlresults``: the command line interface."""
+
+from sqlresults.cli import main
+
+main()

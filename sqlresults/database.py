@@ -1,0 +1,647 @@
+"""``Database``: the one handle on a result database: its engine, dialect, connections and schema.
+
+Connections. On SQLite each thread uses one DBAPI connection of its own, opened on first use and
+kept, so the hot paths (exists, read, write, lock) cost one driver call and no pool checkout. On
+PostgreSQL each operation checks a connection out of SQLAlchemy's pool, so idle threads hold no
+server session; a connection idle for a while is pinged before use. After ``fork()`` the child
+never touches the parent's connections: they are set aside unclosed (closing them could disturb
+the parent's session) and the child opens its own.
+
+Errors. Driver and SQLAlchemy exceptions are translated into :mod:`sqlresults.errors` here and
+nowhere else. "Busy" errors (SQLite's write lock, PostgreSQL serialization failures and
+deadlocks) are retried with jittered exponential backoff for up to ``busy_timeout`` seconds, and a
+dropped PostgreSQL connection is reopened once; everything else is raised at once.
+
+Schema. The first connection a process opens checks the schema revision; an old or missing
+schema is upgraded when auto-migration is on and refused with :class:`SchemaOutOfDateError`
+(naming ``sqlresults migrate``) otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
+
+from sqlresults.dialects import Dialect, sqlite_file_url
+from sqlresults.errors import (
+    ConfigurationError,
+    ReadOnlyStorageError,
+    SchemaOutOfDateError,
+    SQLResultsError,
+    StorageUnavailableError,
+)
+from sqlresults.queries import Query
+from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE
+from sqlresults.settings import Settings, get_settings, hide_password
+
+__all__ = ["Database", "WriteTransaction", "parse_url", "resolve_database"]
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+# Backoff between retries of a busy database, in seconds: full jitter over an exponentially
+# growing window, so competing writers spread out instead of retrying in lockstep.
+_FIRST_BACKOFF = 0.0005
+_MAX_BACKOFF = 0.05
+
+# A pooled connection idle for longer than this (seconds) is pinged before use.
+_PING_AFTER_IDLE = 30.0
+
+_live_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+# Connections inherited across fork() are kept alive here, never closed, in the child.
+_inherited_connections: list[Any] = []
+
+
+class WriteTransaction:
+    """Statements run inside one write transaction (see :meth:`Database.transaction`)."""
+
+    __slots__ = ("_connection", "_database")
+
+    def __init__(self, database: Database, connection: Any) -> None:
+        self._database = database
+        self._connection = connection
+
+    def fetchone(self, query: Query, params: Mapping[str, Any]) -> Row | None:
+        """Run ``query`` and return its first row, or None."""
+        database = self._database
+        cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        row: Row | None = cursor.fetchone()
+        return row
+
+    def execute(self, query: Query, params: Mapping[str, Any]) -> int:
+        """Run ``query`` and return the number of rows it changed."""
+        database = self._database
+        cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        return _changed_rows(cursor)
+
+
+class Database:
+    """A result database: an embedded SQLite file or a PostgreSQL database.
+
+    Creating a ``Database`` validates the URL and the driver but does not connect; the first
+    operation does (and checks or migrates the schema).
+
+    Args:
+        url: A SQLAlchemy URL (``sqlite:///results.db``, ``postgresql+psycopg://…``), a
+            ``pathlib.Path`` to a SQLite file, or None for ``SQLRESULTS_DATABASE_URL`` (default:
+            ``~/.sqlresults/results.db``).
+        auto_migrate: Upgrade an old or missing schema on first use. None follows
+            ``SQLRESULTS_AUTO_MIGRATE``, whose default is yes for SQLite and no for PostgreSQL.
+        clock: Returns the current time in seconds since the epoch; it decides expiry and leases
+            on SQLite, and on PostgreSQL too when given (by default PostgreSQL uses the server's
+            clock, so machines with skewed clocks agree). Tests pass a fake clock.
+        settings: Settings to use instead of :func:`~sqlresults.settings.get_settings`.
+
+    Raises:
+        ConfigurationError: The URL cannot be parsed, names an unsupported database, or needs a
+            driver that is not installed.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | os.PathLike[str] | None = None,
+        *,
+        auto_migrate: bool | None = None,
+        clock: Callable[[], float] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        settings = settings if settings is not None else get_settings()
+        self._url = parse_url(url if url is not None else settings.url)
+        self._display_url = hide_password(self._url.render_as_string(hide_password=False))
+        self.dialect = Dialect(self._url)
+        if self.dialect.is_memory:
+            # Every thread has its own connection; a uniquely named shared-cache memory
+            # database lets them see the same data, and the anchor connection keeps it alive.
+            self._url = make_url(
+                f"sqlite:///file:sqlresults-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+            )
+            self.dialect = Dialect(self._url)
+        if auto_migrate is None:
+            auto_migrate = settings.auto_migrate
+        if auto_migrate is None:
+            auto_migrate = self.dialect.is_sqlite
+        self.auto_migrate = auto_migrate
+        self.clock: Callable[[], float] = clock if clock is not None else time.time
+        self.busy_timeout = settings.busy_timeout
+        self._synchronous = settings.sqlite_synchronous
+        self._uses_server_clock = clock is None and self.dialect.uses_server_clock
+        self._now = self.dialect.now(use_server_clock=self._uses_server_clock)
+        self._statements: dict[Query, str] = {}
+        self._per_thread = self.dialect.is_sqlite
+        self.execute_options = self.dialect.execute_options()
+        self._local = threading.local()
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self.engine = self._create_engine()
+        # Closes pooled connections when the Database is garbage collected without close().
+        weakref.finalize(self, self.engine.dispose)
+        self._anchor = self._open_connection() if self.dialect.is_memory else None
+        _live_databases.add(self)
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> URL:
+        """The database URL. Its ``str()`` and ``repr()`` hide the password."""
+        return self._url
+
+    @property
+    def display_url(self) -> str:
+        """The URL as given, with any password replaced by ``***``: safe to log or print."""
+        return self._display_url
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    # -- statements ------------------------------------------------------------------------
+
+    def sql(self, query: Query) -> str:
+        """Return ``query`` compiled for this database's driver (compiled once, then cached)."""
+        compiled = self._statements.get(query)
+        if compiled is None:
+            statement = query(self.dialect, self._now).compile(  # type: ignore[attr-defined]
+                dialect=self.engine.dialect
+            )
+            # Statements run on the driver with the caller's named parameters only, so a Python
+            # constant that SQLAlchemy turned into an anonymous parameter would go unbound.
+            stray = sorted(name for name, bind in statement.binds.items() if bind.value is not None)
+            if stray:
+                raise TypeError(f"{query.__name__} binds constants {stray}; use literal_column")
+            compiled = self._statements[query] = str(statement)
+        return compiled
+
+    def fetchone(self, query: Query, params: Mapping[str, Any]) -> Row | None:
+        """Run one statement in autocommit mode and return its first row, or None.
+
+        Raises:
+            StorageUnavailableError: The database stayed busy for ``busy_timeout`` seconds or
+                cannot be reached.
+        """
+        sql = self._statements.get(query) or self.sql(query)
+        options = self.execute_options
+        row: Row | None = self._run(lambda c: c.execute(sql, params, **options).fetchone())
+        return row
+
+    def fetchall(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
+        """Run one statement in autocommit mode and return all its rows."""
+        sql = self.sql(query)
+        options = self.execute_options
+        rows: list[Row] = self._run(lambda c: c.execute(sql, params, **options).fetchall())
+        return rows
+
+    def execute(self, query: Query, params: Mapping[str, Any]) -> int:
+        """Run one statement in autocommit mode and return the number of rows it changed."""
+        sql = self.sql(query)
+        options = self.execute_options
+        count: int = self._run(lambda c: _changed_rows(c.execute(sql, params, **options)))
+        return count
+
+    def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
+        """Run ``work`` inside one write transaction and commit it.
+
+        SQLite takes its write lock at the start (``BEGIN IMMEDIATE``). If the database is busy,
+        the transaction is rolled back and ``work`` runs again, so it must not have side effects
+        outside the database. An exception from ``work`` rolls back and propagates.
+
+        Args:
+            work: Called with a :class:`WriteTransaction`; its return value is returned.
+        """
+        begin = self.dialect.begin_write_sql()
+
+        def attempt(connection: Any) -> T:
+            connection.execute(begin)
+            try:
+                result = work(WriteTransaction(self, connection))
+                connection.execute("COMMIT")
+            except BaseException:
+                _rollback_quietly(connection)
+                raise
+            return result
+
+        return self._run(attempt)
+
+    def now(self) -> float:
+        """The time that decides expiry and leases, in seconds since the epoch: the server's
+        clock on PostgreSQL (unless a clock was given), else ``clock()``."""
+        if self._uses_server_clock:
+            from sqlresults import queries
+
+            row = self.fetchone(queries.clock, {"now": None})
+            assert row is not None
+            return float(row[0])
+        return self.clock()
+
+    # -- connections -----------------------------------------------------------------------
+    #
+    # SQLite: one connection per thread, kept (checkout costs more than the statements).
+    # PostgreSQL: one pooled connection per operation, so idle threads hold no server session.
+
+    def _run(self, operation: Callable[[Any], T]) -> T:
+        try:
+            return self._attempt(operation)
+        except Exception as exc:
+            return self._recover(exc, operation)
+
+    def _attempt(self, operation: Callable[[Any], T]) -> T:
+        if self._per_thread:
+            connection = getattr(self._local, "connection", None) or self._connection()
+            return operation(connection)
+        if not self._schema_ready:
+            self.ensure_schema()
+        proxy = self._open_connection()
+        try:
+            return operation(proxy.dbapi_connection)
+        except Exception as exc:
+            if self._is_driver_error(exc) and self.dialect.is_disconnect(exc):
+                proxy.invalidate()
+            raise
+        finally:
+            proxy.close()
+
+    def _recover(self, exc: Exception, operation: Callable[[Any], T]) -> T:
+        """Retry ``operation`` after a busy or dropped database, or translate ``exc``."""
+        started = time.monotonic()
+        deadline = started + self.busy_timeout
+        backoff = _FIRST_BACKOFF
+        reconnected = False
+        while True:
+            if isinstance(exc, SQLResultsError) or not self._is_driver_error(exc):
+                raise exc
+            busy = self.dialect.is_busy(exc)
+            if busy and time.monotonic() < deadline:
+                time.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            elif self.dialect.is_disconnect(exc) and not reconnected:
+                # A restarted server or a dropped network: every pooled connection is suspect,
+                # so start afresh once, then give up.
+                self._discard_connections()
+                reconnected = True
+            else:
+                waited = time.monotonic() - started if busy else None
+                raise self.translate(exc, waited=waited) from exc
+            try:
+                return self._attempt(operation)
+            except Exception as retry_exc:
+                exc = retry_exc
+
+    def _connection(self) -> Any:
+        """This thread's connection (SQLite), opened on first use and checked against the
+        schema before its first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._thread_connection()
+            self.ensure_schema()
+            self._local.connection = connection
+        return connection
+
+    def _thread_connection(self) -> Any:
+        """This thread's connection, opened if need be, without the schema check."""
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is None:
+            # Keep SQLAlchemy's proxy referenced: dropping it would close the connection.
+            proxy = self._local.proxy = self._open_connection()
+        return proxy.dbapi_connection
+
+    @contextmanager
+    def _raw_connection(self) -> Iterator[Any]:
+        """A connection for one operation, without the schema check."""
+        if self._per_thread:
+            yield self._thread_connection()
+            return
+        proxy = self._open_connection()
+        try:
+            yield proxy.dbapi_connection
+        finally:
+            proxy.close()
+
+    def _open_connection(self) -> Any:
+        """Open (SQLite) or check out (PostgreSQL) a connection, retrying while the database is
+        busy, and return SQLAlchemy's proxy for it."""
+        deadline = time.monotonic() + self.busy_timeout
+        backoff = _FIRST_BACKOFF
+        path = self.dialect.sqlite_path
+        if path is not None and not self.dialect.read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                return self.engine.raw_connection()
+            except SQLAlchemyError as exc:
+                orig = getattr(exc, "orig", None) or exc
+                if self.dialect.is_busy(orig) and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0, backoff))
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    continue
+                raise self.translate(orig) from exc
+
+    def _discard_connections(self) -> None:
+        proxy = getattr(self._local, "proxy", None)
+        self._local.connection = None
+        self._local.proxy = None
+        if proxy is not None:
+            with suppress(Exception):  # the connection is broken already
+                proxy.invalidate()
+        if not self._per_thread:
+            self.engine.dispose()
+
+    def close(self) -> None:
+        """Close this thread's connection and the engine's pool.
+
+        Other threads' SQLite connections close when those threads end. The Database stays
+        usable: the next operation reopens a connection.
+        """
+        proxy = getattr(self._local, "proxy", None)
+        self._local.connection = None
+        self._local.proxy = None
+        if proxy is not None:
+            proxy.close()
+        self.engine.dispose()
+
+    def _after_fork_in_child(self) -> None:
+        _inherited_connections.append(self._local)
+        self._local = threading.local()
+        self.engine.dispose(close=False)
+
+    def _create_engine(self) -> Engine:
+        try:
+            engine = create_engine(self._url, **self.dialect.engine_options())
+        except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
+            driver = self._url.get_driver_name()
+            raise ConfigurationError(
+                f"The database driver {driver!r} for {self.display_url} is not installed. "
+                'For PostgreSQL install the extra: pip install "sqlresults[postgres]".'
+            ) from exc
+        except ArgumentError as exc:
+            raise ConfigurationError(f"Invalid database URL {self.display_url}: {exc}") from exc
+        synchronous = self._synchronous
+        dialect = self.dialect
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            dialect.configure_connection(dbapi_connection, synchronous)
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            # SQLAlchemy connections (migrations, admin) get the same write-lock-first BEGIN.
+            connection.exec_driver_sql(dialect.begin_write_sql())
+
+        if not self._per_thread:
+
+            @event.listens_for(engine, "checkin")
+            def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+                record.info["idle_since"] = time.monotonic()
+
+            @event.listens_for(engine, "checkout")
+            def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+                idle_since = record.info.get("idle_since")
+                if idle_since is None or time.monotonic() - idle_since < _PING_AFTER_IDLE:
+                    return
+                try:
+                    dbapi_connection.execute("SELECT 1")
+                except Exception as exc:
+                    # The pool discards this connection and checks out (or opens) another.
+                    raise DisconnectionError("idle connection is gone") from exc
+
+        return engine
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        dbapi = self.engine.dialect.dbapi
+        return isinstance(exc, SQLAlchemyError) or (
+            dbapi is not None and isinstance(exc, dbapi.Error)
+        )
+
+    def translate(self, exc: BaseException, *, waited: float | None = None) -> SQLResultsError:
+        """Return the :mod:`sqlresults.errors` exception that stands for a driver error.
+
+        Args:
+            exc: An exception raised by the driver or by SQLAlchemy.
+            waited: Seconds spent retrying before giving up, if any.
+        """
+        orig = getattr(exc, "orig", None) or exc
+        # Driver messages may span lines (libpq adds hints); an error is one line.
+        detail = " ".join(str(orig).split())
+        where = self.display_url
+        dialect = self.dialect
+        if dialect.is_read_only(orig):
+            return ReadOnlyStorageError(
+                f"The result database {where} is read-only ({detail}). Make it writable (for "
+                "SQLite, the file and its directory, which holds the -wal and -shm files), or "
+                "use another database."
+            )
+        if dialect.is_not_a_database(orig):
+            return ConfigurationError(
+                f"{dialect.sqlite_path} is not a SQLite database ({detail}). Point "
+                "SQLRESULTS_DATABASE_URL at a new file or an existing sqlresults database."
+            )
+        if dialect.is_missing_table(orig):
+            return SchemaOutOfDateError(
+                f"The result database {where} has no sqlresults tables ({detail}). "
+                "Create them with: sqlresults migrate"
+            )
+        if dialect.is_busy(orig):
+            how_long = "" if waited is None else f" for {waited:.3g} s"
+            return StorageUnavailableError(
+                f"The result database {where} stayed busy{how_long} ({detail}): another "
+                "connection held its write lock (or kept conflicting with this transaction) "
+                "too long. Raise SQLRESULTS_BUSY_TIMEOUT or shorten the other transactions."
+            )
+        return StorageUnavailableError(f"The result database {where} failed: {detail}")
+
+    @contextmanager
+    def admin_connection(self) -> Iterator[Connection]:
+        """A SQLAlchemy connection inside a write transaction, for migrations and admin work.
+
+        Opening the transaction waits (with the same jittered backoff as every write) up to
+        ``busy_timeout`` seconds for SQLite's write lock. The transaction commits when the block
+        ends and rolls back if it raises.
+
+        Raises:
+            StorageUnavailableError: The database stayed busy or cannot be reached.
+        """
+        started = time.monotonic()
+        backoff = _FIRST_BACKOFF
+        with self.translate_errors():
+            while True:
+                connection = self.engine.connect()
+                try:
+                    transaction = connection.begin()
+                    break
+                except SQLAlchemyError as exc:
+                    connection.close()
+                    orig = getattr(exc, "orig", None) or exc
+                    waited = time.monotonic() - started
+                    if not self.dialect.is_busy(orig):
+                        raise
+                    if waited >= self.busy_timeout:
+                        raise self.translate(exc, waited=waited) from exc
+                    time.sleep(random.uniform(0, backoff))
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+            with connection:
+                try:
+                    yield connection
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                transaction.commit()
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Translate driver and SQLAlchemy exceptions raised inside the block."""
+        try:
+            yield
+        except SQLResultsError:
+            raise
+        except Exception as exc:
+            if self._is_driver_error(exc):
+                raise self.translate(exc) from exc
+            raise
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at, or None before the first migration.
+
+        Raises:
+            StorageUnavailableError: The database cannot be reached.
+        """
+        sql = f"SELECT version_num FROM {VERSION_TABLE}"
+        try:
+            with self._raw_connection() as connection:
+                row = connection.execute(sql).fetchone()
+        except SQLResultsError:
+            raise
+        except Exception as exc:
+            if not self._is_driver_error(exc):
+                raise
+            if self.dialect.is_missing_table(exc):
+                return None
+            raise self.translate(exc) from exc
+        return None if row is None else str(row[0])
+
+    def ensure_schema(self) -> None:
+        """Check the schema once per process; upgrade it if allowed, else refuse.
+
+        Raises:
+            SchemaOutOfDateError: The schema is missing or old and auto-migration is off, or the
+                database was migrated by a newer sqlresults.
+        """
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            revision = self.schema_revision()
+            if revision != SCHEMA_REVISION:
+                self._bring_schema_up_to_date(revision)
+            self._schema_ready = True
+
+    def _bring_schema_up_to_date(self, revision: str | None) -> None:
+        from sqlresults import migrations
+
+        if revision is not None and not migrations.is_known_revision(revision):
+            raise migrations.newer_schema_error(self.display_url, revision)
+        if not self.auto_migrate:
+            state = "has no sqlresults schema" if revision is None else "has an old schema"
+            raise SchemaOutOfDateError(
+                f"The result database {self.display_url} {state} (revision {revision}, this "
+                f"version needs {SCHEMA_REVISION}). Upgrade it with: sqlresults migrate"
+            )
+        migrations.upgrade(self)
+
+    def forget_schema_state(self) -> None:
+        """Make the next operation check the schema again (after a migration)."""
+        self._schema_ready = False
+
+
+_shared_lock = threading.Lock()
+_shared_databases: dict[str, Database] = {}
+
+
+def resolve_database(value: Any = None) -> Database:
+    """Turn anything that names a result database into a :class:`Database`.
+
+    Databases named by URL or path are shared per process (one engine and one connection per
+    thread for every store that names the same database).
+
+    Args:
+        value: A :class:`Database` (returned as is), a URL string or ``sqlalchemy.engine.URL``,
+            a ``pathlib.Path`` to a SQLite file, or None for the default database
+            (``SQLRESULTS_DATABASE_URL``, else ``~/.sqlresults/results.db``).
+
+    Raises:
+        ConfigurationError: The value names no database sqlresults can use.
+        TypeError: The value is of another type.
+    """
+    if isinstance(value, Database):
+        return value
+    if value is None:
+        value = get_settings().url
+    if not isinstance(value, str | URL | os.PathLike):
+        raise TypeError(
+            "Result storage must be a sqlresults Database, a database URL or a path to a SQLite "
+            f"file, not {type(value).__name__}: {value!r}."
+        )
+    url = parse_url(value)
+    # In-memory databases are private to the Database that creates them; never share one.
+    if Dialect(url).is_memory:
+        return Database(url)
+    name = url.render_as_string(hide_password=False)
+    with _shared_lock:
+        database = _shared_databases.get(name)
+        if database is None:
+            database = _shared_databases[name] = Database(url)
+        return database
+
+
+def parse_url(url: str | URL | os.PathLike[str]) -> URL:
+    """Parse a database URL, or turn a path into a SQLite URL.
+
+    Raises:
+        ConfigurationError: The string is not a URL.
+    """
+    if isinstance(url, URL):
+        return url
+    if isinstance(url, os.PathLike):
+        return sqlite_file_url(Path(url).expanduser().resolve())
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
+        raise ConfigurationError(
+            f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
+            "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
+        ) from exc
+
+
+def _changed_rows(cursor: Any) -> int:
+    # sqlite3 counts the rows of a statement with RETURNING only once they are fetched.
+    if cursor.description is not None:
+        return len(cursor.fetchall())
+    rowcount: int = cursor.rowcount
+    return rowcount
+
+
+def _rollback_quietly(connection: Any) -> None:
+    # The error that made us roll back is the one worth raising, not a failed ROLLBACK.
+    with suppress(Exception):
+        connection.execute("ROLLBACK")
+
+
+def _after_fork_in_child() -> None:
+    for database in list(_live_databases):
+        database._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,271 @@
+"""Everything that differs between SQLite and PostgreSQL, and the only module that names either.
+
+The rest of sqlresults asks this module how to configure an engine, how to open a write
+transaction, which upsert construct to use, where "now" comes from and what a driver exception
+means; it never compares dialect names itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Double, Table, bindparam, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnElement
+
+from sqlresults.errors import ConfigurationError
+
+__all__ = [
+    "POSTGRESQL",
+    "SQLITE",
+    "Dialect",
+    "dialect_for",
+    "payload_storage_ddl",
+    "sqlite_file_url",
+]
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+
+# RETURNING arrived in SQLite 3.35 (2021); every write and lock statement relies on it.
+MIN_SQLITE_VERSION = (3, 35, 0)
+
+# How long SQLite's own busy handler sleeps before handing SQLITE_BUSY back to us, in ms. Kept
+# short: SQLite's handler sleeps in coarse steps (1, 2, 5, 10 … 100 ms) with no queue, which is
+# what gives SQLite peers their 0.2 to 2 s tails; our jittered retry in sqlresults.database polls
+# more finely (peers.md §5.1).
+SQLITE_BUSY_HANDLER_MS = 10
+
+# A fixed key for pg_advisory_xact_lock, so concurrent `sqlresults migrate` runs queue up.
+_PG_MIGRATION_LOCK_ID = 0x5351_4C52_4553  # "SQLRES"
+
+
+class Dialect:
+    """The behaviour of one database dialect, as the rest of sqlresults needs it.
+
+    Args:
+        url: The parsed database URL.
+    """
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.name = url.get_backend_name()
+        if self.name not in (SQLITE, POSTGRESQL):
+            raise ConfigurationError(
+                f"sqlresults supports SQLite and PostgreSQL URLs, not {self.name!r}. "
+                "Use sqlite:///path/to/results.db or postgresql+psycopg://user@host/db."
+            )
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is an embedded SQLite database (one host, one writer at a time)."""
+        return self.name == SQLITE
+
+    @property
+    def is_memory(self) -> bool:
+        """Whether this is an in-memory SQLite database (gone when the process ends)."""
+        if not self.is_sqlite:
+            return False
+        return self.url.database in (None, "", ":memory:") or (
+            self.url.query.get("mode") == "memory"
+        )
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The file of a SQLite database, or None for memory databases and PostgreSQL."""
+        if not self.is_sqlite or self.is_memory or not self.url.database:
+            return None
+        database = self.url.database
+        if database.startswith("file:"):
+            database = database[len("file:") :].split("?", 1)[0]
+        return Path(database).expanduser()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the URL asks for a read-only connection (SQLite ``?mode=ro``)."""
+        return self.is_sqlite and self.url.query.get("mode") == "ro"
+
+    @property
+    def uses_server_clock(self) -> bool:
+        """Whether expiry and leases are judged by the database's clock.
+
+        On PostgreSQL machines share one server, and their own clocks may be skewed, so the
+        server decides; SQLite lives on one host, so the local clock is the database clock.
+        """
+        return self.name == POSTGRESQL
+
+    # -- engines and connections -----------------------------------------------------------
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``sqlalchemy.create_engine``."""
+        if self.is_sqlite:
+            # Connections are cached per thread by sqlresults.database, so SQLAlchemy's pool
+            # would only add a checkout cost; the engine itself is used for migrations only.
+            return {
+                "poolclass": NullPool,
+                "paramstyle": "named",
+                "connect_args": {
+                    "check_same_thread": False,
+                    # Autocommit at the driver level; we issue BEGIN IMMEDIATE ourselves.
+                    "isolation_level": None,
+                },
+            }
+        # No pool_pre_ping: it costs a round trip on every checkout, i.e. doubles the latency
+        # of every operation. sqlresults.database pings only connections that sat idle in the
+        # pool (those are the ones a server restart or a firewall may have cut), and reconnects
+        # once when an operation finds its connection dropped anyway.
+        return {
+            "pool_size": 5,
+            "max_overflow": 10,
+            "pool_recycle": 3600,
+            "pool_use_lifo": True,
+        }
+
+    def configure_connection(self, dbapi_connection: Any, synchronous: str) -> None:
+        """Set up a freshly opened DBAPI connection.
+
+        Args:
+            dbapi_connection: The driver's connection object.
+            synchronous: SQLite's ``PRAGMA synchronous`` level (ignored on PostgreSQL).
+
+        Raises:
+            ConfigurationError: The SQLite library is older than sqlresults supports.
+        """
+        if self.is_sqlite:
+            if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+                raise ConfigurationError(
+                    f"SQLite {sqlite3.sqlite_version} is too old; sqlresults needs 3.35 or newer "
+                    "(for RETURNING). Upgrade Python or the system SQLite library."
+                )
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_HANDLER_MS}")
+                if not self.read_only and not self.is_memory:
+                    # WAL: readers never block the writer, nor the writer readers.
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            finally:
+                cursor.close()
+        else:
+            dbapi_connection.autocommit = True
+
+    def execute_options(self) -> dict[str, Any]:
+        """Keyword arguments for the driver's ``execute()``.
+
+        PostgreSQL results come over the binary protocol: a bytea payload then arrives as its
+        bytes, not as hex text four times longer that must be decoded (242 vs 1,094 µs for
+        100 KB, peers.md §6).
+        """
+        return {} if self.is_sqlite else {"binary": True}
+
+    def begin_write_sql(self) -> str:
+        """The statement that opens a transaction which may write.
+
+        SQLite must take its write lock up front (``BEGIN IMMEDIATE``): a deferred transaction
+        that reads first and writes later fails with SQLITE_BUSY without waiting when another
+        connection wrote in between (sqlite.org/lang_transaction.html §2.1).
+        """
+        return "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN"
+
+    def migration_lock_sql(self) -> str | None:
+        """A statement, run first inside the migration transaction, that serialises migrations
+        across processes (SQLite's BEGIN IMMEDIATE already does)."""
+        if self.is_sqlite:
+            return None
+        return f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK_ID})"
+
+    # -- SQL constructs --------------------------------------------------------------------
+
+    def insert(self, table: Table) -> Any:
+        """An INSERT construct that supports ``on_conflict_do_update`` and ``returning``."""
+        if self.is_sqlite:
+            return sqlite.insert(table)
+        return postgresql.insert(table)
+
+    def now(self, use_server_clock: bool) -> ColumnElement[float]:
+        """The current time in seconds since the epoch, as a SQL expression.
+
+        Args:
+            use_server_clock: Use the database server's clock rather than the ``now`` parameter
+                that every statement is given from the local (or a test's) clock.
+        """
+        if use_server_clock and self.uses_server_clock:
+            # clock_timestamp(), not now(): now() is frozen at the start of a transaction.
+            return cast(ColumnElement[float], func.extract("epoch", func.clock_timestamp()))
+        return bindparam("now", type_=Double())
+
+    # -- driver errors ---------------------------------------------------------------------
+
+    def is_busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means "try again shortly": SQLite's write lock is taken (or a shared
+        cache table is locked), or PostgreSQL aborted a transaction for a serialization failure
+        (40001) or a deadlock (40P01)."""
+        if self.is_sqlite:
+            message = str(exc).lower()
+            return isinstance(exc, sqlite3.OperationalError) and (
+                "database is locked" in message
+                or "database table is locked" in message
+                or "database schema is locked" in message
+            )
+        return _sqlstate(exc) in ("40001", "40P01")
+
+    def is_read_only(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database refuses writes."""
+        message = str(exc).lower()
+        if self.is_sqlite:
+            return "readonly database" in message or "read-only" in message
+        return _sqlstate(exc) == "25006"
+
+    def is_not_a_database(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the SQLite file is not a SQLite database."""
+        return self.is_sqlite and "file is not a database" in str(exc).lower()
+
+    def is_missing_table(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says a table does not exist (the schema was never created)."""
+        if self.is_sqlite:
+            return "no such table" in str(exc).lower()
+        return _sqlstate(exc) == "42P01"
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone (server restarted, network dropped)."""
+        if self.is_sqlite:
+            return False
+        state = _sqlstate(exc)
+        return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def payload_storage_ddl(dialect_name: str) -> str | None:
+    """DDL that keeps record payloads out of line and uncompressed, for migrations.
+
+    On PostgreSQL, payloads are often compressed already and TOAST compression of large values
+    costs more than it saves, so the column gets ``STORAGE EXTERNAL``. SQLite needs nothing.
+    """
+    if dialect_name != POSTGRESQL:
+        return None
+    return "ALTER TABLE sqlresults_records ALTER COLUMN payload SET STORAGE EXTERNAL"
+
+
+def sqlite_file_url(path: Path) -> URL:
+    """The URL of the SQLite database in the file ``path``."""
+    return URL.create(SQLITE, database=str(path))
+
+
+def dialect_for(url: URL) -> Dialect:
+    """Return the :class:`Dialect` of a parsed URL.
+
+    Raises:
+        ConfigurationError: The URL names a database sqlresults does not support.
+    """
+    return Dialect(url)

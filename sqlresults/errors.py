@@ -1,0 +1,171 @@
+"""The exceptions sqlresults raises.
+
+Every error derives from :class:`SQLResultsError`, and most also derive from the builtin a caller
+would naturally catch, so ``except KeyError`` works for a missing record just as it does for a
+dict::
+
+    SQLResultsError
+    ├── InvalidArgumentError         (ValueError)    bad input; nothing stored or changed
+    │   ├── InvalidKeyError                          empty, non-string or over-long key
+    │   └── InvalidExpirationError                   naive datetime, or not a time at all
+    ├── RecordNotFoundError          (KeyError)      no record, or only an expired one
+    ├── SerializationError                           the serializer can't handle it
+    │   └── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    ├── IntegrityError                               bad checksum or signature; unsigned
+    ├── LockError
+    │   ├── LockHeldByOtherError     (RuntimeError)  write refused: another holder's lock
+    │   ├── LockNotHeldError         (ValueError)    release by someone not holding it
+    │   └── LockTimeoutError         (TimeoutError)  a lock wait ran out
+    │       └── SelfDeadlockError                    would wait on its own ancestor's lock
+    ├── StorageError
+    │   ├── SchemaOutOfDateError                     run ``sqlresults migrate``
+    │   └── StorageUnavailableError  (OSError)       database unreachable or unwritable
+    │       └── ReadOnlyStorageError (PermissionError)
+    └── ConfigurationError           (ValueError)    bad URL, missing driver, bad setting
+
+This module imports nothing from sqlresults, so every other module may import it. Backend
+exceptions (SQLAlchemy's and the drivers') are translated into this tree in one place,
+:func:`sqlresults.database.translate_errors`; none escapes the public API.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "InvalidExpirationError",
+    "InvalidKeyError",
+    "LockError",
+    "LockHeldByOtherError",
+    "LockNotHeldError",
+    "LockTimeoutError",
+    "ReadOnlyStorageError",
+    "RecordNotFoundError",
+    "SQLResultsError",
+    "SchemaOutOfDateError",
+    "SelfDeadlockError",
+    "SerializationError",
+    "StorageError",
+    "StorageUnavailableError",
+    "UnknownSerializerError",
+]
+
+
+class SQLResultsError(Exception):
+    """Base class of every error sqlresults raises."""
+
+
+class InvalidArgumentError(SQLResultsError, ValueError):
+    """An argument is out of its documented range (a negative timeout, a bad holder …).
+
+    Raised before anything touches the database, so nothing is stored or changed.
+    """
+
+
+class InvalidKeyError(InvalidArgumentError):
+    """A record or lock key is not a non-empty string of at most 1,024 UTF-8 bytes."""
+
+
+class InvalidExpirationError(InvalidArgumentError):
+    """An expiration is neither ``None``, a ``timedelta`` nor a timezone-aware ``datetime``."""
+
+
+class RecordNotFoundError(SQLResultsError, KeyError):
+    """No unexpired record is stored under the key.
+
+    A ``KeyError``, so code written against a mapping keeps working.
+    """
+
+    def __init__(self, key: str, namespace: str | None = None, *, expired: bool = False) -> None:
+        self.key = key
+        self.namespace = namespace
+        self.expired = expired
+        where = f" in namespace {namespace!r}" if namespace is not None else ""
+        why = "has expired" if expired else "does not exist"
+        super().__init__(f"Result record {key!r}{where} {why}.")
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message and wrap it in quotes.
+        return str(self.args[0])
+
+
+class SerializationError(SQLResultsError):
+    """An object could not be serialized, or a payload could not be deserialized."""
+
+
+class UnknownSerializerError(SerializationError, ValueError):
+    """A serializer ``type`` string that no :class:`~sqlresults.serializers.Serializer` subclass
+    registered."""
+
+
+class IntegrityError(SQLResultsError):
+    """A stored payload failed its checksum or signature check, or is unsigned while a signing
+    key is configured. Raised before the payload is deserialized."""
+
+
+class LockError(SQLResultsError):
+    """Base class of the locking errors."""
+
+
+class LockHeldByOtherError(LockError, RuntimeError):
+    """A write was refused because another holder has an unexpired lock on the key.
+
+    The message is Prefect's, so code that matches on it keeps working.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"Cannot write to result record with key {key} because it is locked by another holder."
+        )
+
+
+class LockNotHeldError(LockError, ValueError):
+    """A lock was released (or renewed) by a holder that does not hold it.
+
+    The message is Prefect's: ``No lock held by {holder} for transaction with key {key}``.
+    """
+
+    def __init__(self, key: str, holder: str) -> None:
+        self.key = key
+        self.holder = holder
+        super().__init__(f"No lock held by {holder} for transaction with key {key}")
+
+
+class LockTimeoutError(LockError, TimeoutError):
+    """Waiting for a lock took longer than the caller allowed."""
+
+
+class SelfDeadlockError(LockTimeoutError):
+    """A nested transaction would wait for a lock that one of its own ancestors holds.
+
+    Prefect hangs forever here (PrefectHQ/prefect#18600); sqlresults raises instead.
+    """
+
+
+class StorageError(SQLResultsError):
+    """Base class of the errors about the database itself."""
+
+
+class SchemaOutOfDateError(StorageError):
+    """The database schema is missing or older than this version of sqlresults expects.
+
+    The message names the fix: ``sqlresults migrate``.
+    """
+
+
+class StorageUnavailableError(StorageError, OSError):
+    """The database could not be reached, opened or written in time.
+
+    Never mistaken for a cache miss: ``exists()`` raises this instead of returning False.
+    """
+
+
+class ReadOnlyStorageError(StorageUnavailableError, PermissionError):
+    """The database (or the directory holding a SQLite file) does not accept writes."""
+
+
+class ConfigurationError(SQLResultsError, ValueError):
+    """A setting or argument describes something sqlresults cannot use: a malformed URL, a
+    database driver that is not installed, a file that is not a SQLite database."""

@@ -1,0 +1,334 @@
+"""Locks on result keys: Prefect's ``LockManager`` protocol and ``SQLLockManager``.
+
+``SQLLockManager`` keeps one row per held key in ``sqlresults_locks``, in the same database as the
+records, so a record write can check the lock in the same statement (see
+:meth:`~sqlresults.results.ResultStore.persist_result_record`). What it fixes in Prefect's
+managers (reference §5):
+
+- every lock has a lease (``hold_timeout``, default ``SQLRESULTS_LOCK_HOLD_TIMEOUT``): a holder
+  that crashes frees its key within one lease instead of blocking it forever;
+- acquiring is one upsert that takes a free or expired row, or extends the caller's own, and
+  bumps a fencing counter; there is no check-then-create race;
+- releasing checks the holder in the same statement, so a slow holder can never release the lock
+  someone else took after its lease ran out;
+- ``acquire_timeout=0`` tries once; waiting polls with a read (which never blocks SQLite's
+  writer) and jittered exponential backoff, and takes the write lock only to acquire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from sqlresults import queries
+from sqlresults.database import Database, resolve_database
+from sqlresults.errors import LockNotHeldError
+from sqlresults.settings import get_settings
+from sqlresults.validation import check_holder, check_key, check_timeout
+
+__all__ = ["IsolationLevel", "LockManager", "SQLLockManager"]
+
+# Polling between lock attempts, in seconds: full jitter over a window that doubles up to the cap.
+# The cap bounds how late a waiter notices a release.
+_FIRST_POLL = 0.001
+_MAX_POLL = 0.05
+
+
+class IsolationLevel(enum.Enum):
+    """How a transaction shares its key with others.
+
+    ``READ_COMMITTED``: no lock; concurrent transactions may compute the same key.
+    ``SERIALIZABLE``: the transaction holds the key's lock from begin to commit, so one process
+    or thread computes a key at a time.
+    """
+
+    READ_COMMITTED = "READ_COMMITTED"
+    SERIALIZABLE = "SERIALIZABLE"
+
+
+@runtime_checkable
+class LockManager(Protocol):
+    """Prefect's lock manager protocol: locks on keys, owned by named holders."""
+
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Acquire the lock on ``key`` for ``holder``.
+
+        Args:
+            key: The key to lock.
+            holder: Who holds the lock. Acquiring again as the same holder succeeds.
+            acquire_timeout: Seconds to wait; None waits forever, 0 tries once.
+            hold_timeout: Seconds the lock is held before it expires.
+
+        Returns:
+            True if acquired, False if ``acquire_timeout`` ran out.
+        """
+        ...
+
+    async def aacquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Async form of :meth:`acquire_lock`."""
+        ...
+
+    def release_lock(self, key: str, holder: str) -> None:
+        """Release the lock on ``key`` held by ``holder``.
+
+        Raises:
+            ValueError: Another holder holds the lock.
+        """
+        ...
+
+    def is_locked(self, key: str) -> bool:
+        """Whether anyone holds an unexpired lock on ``key``."""
+        ...
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        """Whether ``holder`` holds an unexpired lock on ``key``."""
+        ...
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Wait until ``key`` is unlocked; True if it is (now or within ``timeout`` seconds)."""
+        ...
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Async form of :meth:`wait_for_lock`."""
+        ...
+
+
+class SQLLockManager:
+    """Leased, holder-checked locks kept in the result database.
+
+    Args:
+        database: Anything :func:`~sqlresults.results.resolve_result_storage` accepts: a
+            :class:`~sqlresults.database.Database`, a URL or a path to a SQLite file; None for
+            the default database.
+        namespace: The namespace whose keys it locks (``SQLRESULTS_NAMESPACE`` by default).
+            Locks in different namespaces never conflict.
+        default_hold_timeout: Lease in seconds when an acquire passes none
+            (``SQLRESULTS_LOCK_HOLD_TIMEOUT`` by default).
+    """
+
+    def __init__(
+        self,
+        database: Any = None,
+        *,
+        namespace: str | None = None,
+        default_hold_timeout: float | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.database: Database = resolve_database(database)
+        self.namespace = namespace if namespace is not None else settings.namespace
+        self.default_hold_timeout = check_timeout(
+            default_hold_timeout
+            if default_hold_timeout is not None
+            else settings.lock_hold_timeout,
+            "default_hold_timeout",
+            allow_none=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLLockManager({self.database!r}, namespace={self.namespace!r})"
+
+    # -- acquire ---------------------------------------------------------------------------
+
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Acquire the lock on ``key`` for ``holder``, waiting up to ``acquire_timeout``.
+
+        Args:
+            key: The key to lock.
+            holder: Who holds it. The same holder acquiring again succeeds and extends the lease.
+            acquire_timeout: Seconds to wait for another holder's lock; None waits forever, 0
+                tries exactly once.
+            hold_timeout: Lease in seconds; None uses ``default_hold_timeout``. Renew with
+                :meth:`renew_lock` to hold longer.
+
+        Returns:
+            True if acquired, False if ``acquire_timeout`` ran out first.
+
+        Raises:
+            InvalidArgumentError: A bad key, holder or timeout.
+            StorageUnavailableError: The database cannot be reached.
+        """
+        attempt, deadline = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
+        return _poll(attempt, lambda: not self.is_locked(key), deadline)
+
+    async def aacquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Async form of :meth:`acquire_lock`; waiting does not block the event loop."""
+        attempt, deadline = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
+        return await _apoll(attempt, lambda: not self.is_locked(key), deadline)
+
+    def _acquire_attempt(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None,
+        hold_timeout: float | None,
+    ) -> tuple[Callable[[], bool], float | None]:
+        params = {
+            "ns": self.namespace,
+            "key": check_key(key),
+            "holder": check_holder(holder),
+            "hold": self._lease(hold_timeout),
+        }
+        timeout = check_timeout(acquire_timeout, "acquire_timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        database = self.database
+
+        def attempt() -> bool:
+            params["now"] = database.clock()
+            return database.fetchone(queries.lock_acquire, params) is not None
+
+        return attempt, deadline
+
+    def _lease(self, hold_timeout: float | None) -> float:
+        lease = check_timeout(hold_timeout, "hold_timeout")
+        return self.default_hold_timeout if lease is None else lease  # type: ignore[return-value]
+
+    # -- release and renew -----------------------------------------------------------------
+
+    def release_lock(self, key: str, holder: str) -> None:
+        """Release ``holder``'s lock on ``key``.
+
+        The holder is checked in the same statement that deletes the row. Releasing a key that
+        nobody holds (never locked, or its lease ran out and nobody took it since) is a no-op.
+
+        Raises:
+            LockNotHeldError: Another holder holds an unexpired lock on ``key`` (a
+                ``ValueError``, with Prefect's message); the lock is left untouched.
+        """
+        params = self._params(key, holder)
+        if self.database.fetchone(queries.lock_release, params) is None:
+            self._raise_if_held_by_other(key, holder)
+
+    def renew_lock(self, key: str, holder: str, hold_timeout: float | None = None) -> bool:
+        """Extend ``holder``'s lease on ``key`` to ``hold_timeout`` seconds from now.
+
+        Returns:
+            True if ``holder`` still had the lock row (even if its lease had just run out, as
+            long as nobody took it since); False if the lock is gone or someone else holds it.
+        """
+        params = self._params(key, holder)
+        params["hold"] = self._lease(hold_timeout)
+        return self.database.fetchone(queries.lock_renew, params) is not None
+
+    def _raise_if_held_by_other(self, key: str, holder: str) -> None:
+        owner = self.lock_holder(key)
+        if owner is not None and owner != holder:
+            raise LockNotHeldError(key, holder)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def lock_holder(self, key: str) -> str | None:
+        """The holder of the unexpired lock on ``key``, or None when it is free."""
+        row = self.database.fetchone(
+            queries.lock_state,
+            {"ns": self.namespace, "key": check_key(key), "now": self.database.clock()},
+        )
+        return None if row is None else str(row[0])
+
+    def is_locked(self, key: str) -> bool:
+        """Whether anyone holds an unexpired lock on ``key``."""
+        return self.lock_holder(key) is not None
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        """Whether ``holder`` holds an unexpired lock on ``key``."""
+        return self.lock_holder(key) == check_holder(holder)
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Wait until nobody holds an unexpired lock on ``key``, without taking it.
+
+        Args:
+            key: The key to watch.
+            timeout: Seconds to wait; None waits forever, 0 checks once.
+
+        Returns:
+            True if the key is free (now or within ``timeout``), False otherwise.
+        """
+        check_key(key)
+        deadline = _deadline(check_timeout(timeout, "timeout"))
+        return _poll(lambda: not self.is_locked(key), lambda: True, deadline)
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Async form of :meth:`wait_for_lock`."""
+        check_key(key)
+        deadline = _deadline(check_timeout(timeout, "timeout"))
+        return await _apoll(lambda: not self.is_locked(key), lambda: True, deadline)
+
+    def _params(self, key: str, holder: str) -> dict[str, Any]:
+        return {
+            "ns": self.namespace,
+            "key": check_key(key),
+            "holder": check_holder(holder),
+            "now": self.database.clock(),
+        }
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _poll(
+    attempt: Callable[[], bool], worth_trying: Callable[[], bool], deadline: float | None
+) -> bool:
+    """Call ``attempt`` until it succeeds or ``deadline`` (monotonic) passes.
+
+    Between attempts, sleep with jittered exponential backoff and only call ``attempt`` again
+    once ``worth_trying`` (a cheap read) says it may succeed: attempts may be writes, and
+    polling with writes would compete with real writers for SQLite's single write lock.
+    """
+    if attempt():
+        return True
+    backoff = _FIRST_POLL
+    while deadline is None or time.monotonic() < deadline:
+        pause = random.uniform(backoff / 2, backoff)
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
+        backoff = min(backoff * 2, _MAX_POLL)
+        if worth_trying() and attempt():
+            return True
+    return False
+
+
+async def _apoll(
+    attempt: Callable[[], bool], worth_trying: Callable[[], bool], deadline: float | None
+) -> bool:
+    """Async form of :func:`_poll`: database calls run in a worker thread."""
+    if await asyncio.to_thread(attempt):
+        return True
+    backoff = _FIRST_POLL
+    while deadline is None or time.monotonic() < deadline:
+        pause = random.uniform(backoff / 2, backoff)
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(pause)
+        backoff = min(backoff * 2, _MAX_POLL)
+        if await asyncio.to_thread(lambda: worth_trying() and attempt()):
+            return True
+    return False

@@ -1,0 +1,317 @@
+"""Alembic, driven from code: the schema's upgrades, downgrades, current revision and history.
+
+The migration tree is the top-level ``alembic/`` directory of the repository, shipped inside the
+wheel as ``sqlresults/_alembic``; :func:`script_location` finds whichever exists. There is no
+``alembic.ini``: the configuration is built here, so nothing depends on the working directory.
+``alembic/env.py`` only calls :func:`run_env`.
+
+Alembic is imported inside the functions that need it: opening a store must not pay for it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlresults.errors import ConfigurationError, SchemaOutOfDateError
+from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE, metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from sqlalchemy.engine import Connection
+
+    from sqlresults.database import Database
+
+__all__ = [
+    "Revision",
+    "check",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "history",
+    "is_known_revision",
+    "newer_schema_error",
+    "run_env",
+    "script_location",
+    "upgrade",
+    "upgrade_sql",
+]
+
+# alembic.context is a module-level proxy and not thread-safe; one migration at a time per process
+# (other processes are kept out by the database lock taken in _migration_connection).
+_ALEMBIC_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One step of the migration history."""
+
+    revision: str
+    down_revision: str | None
+    message: str
+    is_head: bool
+
+
+def script_location() -> Path:
+    """Return the directory holding ``env.py`` and ``versions/``.
+
+    Inside an installed wheel that is ``sqlresults/_alembic``; in a source checkout (or an
+    editable install) it is the repository's top-level ``alembic/``.
+
+    Raises:
+        ConfigurationError: Neither exists, i.e. the installation is broken.
+    """
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "_alembic", package_dir.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise ConfigurationError(
+        "The sqlresults migration scripts are missing from this installation; reinstall sqlresults."
+    )
+
+
+def _config(*, connection: Connection | None = None, url: str | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config(stdout=io.StringIO())
+    config.set_main_option("script_location", str(script_location()))
+    config.attributes["connection"] = connection
+    config.attributes["url"] = url
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest revision of the migration tree."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    if head is None:  # pragma: no cover - the tree always has a revision
+        raise ConfigurationError("The sqlresults migration tree has no revisions.")
+    return head
+
+
+def history() -> list[Revision]:
+    """Return every revision, newest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config())
+    heads = set(script.get_heads())
+    return [
+        Revision(
+            revision=step.revision,
+            down_revision=step.down_revision if isinstance(step.down_revision, str) else None,
+            message=(step.doc or "").strip(),
+            is_head=step.revision in heads,
+        )
+        for step in script.walk_revisions()
+    ]
+
+
+def current_revision(database: Database) -> str | None:
+    """Return the revision the database is at, or None if sqlresults never migrated it.
+
+    Args:
+        database: The database to look at.
+
+    Raises:
+        StorageUnavailableError: The database cannot be reached.
+    """
+    return database.schema_revision()
+
+
+def upgrade(database: Database, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision`` in one transaction, serialised across processes.
+
+    Args:
+        database: The database to migrate.
+        revision: Target revision; ``"head"`` (default) is the newest.
+
+    Raises:
+        StorageUnavailableError: The database cannot be reached or written.
+        ConfigurationError: ``revision`` is not a revision of the tree.
+    """
+    from alembic import command
+
+    with _migration_connection(database) as connection:
+        command.upgrade(_config(connection=connection), revision)
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Downgrade the schema to ``revision`` (``"base"`` drops every sqlresults table).
+
+    Args:
+        database: The database to migrate.
+        revision: Target revision, or ``"base"``; relative forms such as ``"-1"`` work too.
+
+    Raises:
+        StorageUnavailableError: The database cannot be reached or written.
+        ConfigurationError: ``revision`` is not a revision of the tree.
+    """
+    from alembic import command
+
+    with _migration_connection(database) as connection:
+        command.downgrade(_config(connection=connection), revision)
+
+
+def upgrade_sql(url: str, revision: str = "head", *, from_revision: str | None = None) -> str:
+    """Return the DDL that upgrading would run, for a DBA to review or apply by hand.
+
+    Args:
+        url: A database URL; only its dialect matters and nothing connects to it.
+        revision: Target revision.
+        from_revision: Starting revision; None starts from an empty database.
+
+    Returns:
+        The SQL script.
+    """
+    from alembic import command
+
+    config = _config(url=url)
+    target = revision if from_revision is None else f"{from_revision}:{revision}"
+    with _ALEMBIC_LOCK, _translate_alembic_errors():
+        command.upgrade(config, target, sql=True)
+    output = config.attributes.get("sql_output")
+    return output.getvalue() if isinstance(output, io.StringIO) else ""
+
+
+def check(database: Database) -> None:
+    """Fail if :mod:`sqlresults.schema` and the migration tree disagree (``alembic check``).
+
+    Raises:
+        SchemaOutOfDateError: Autogenerate would emit operations: a revision is missing.
+    """
+    from alembic import command
+    from alembic.util import AutogenerateDiffsDetected
+
+    with _migration_connection(database) as connection:
+        try:
+            command.check(_config(connection=connection))
+        except AutogenerateDiffsDetected as exc:
+            raise SchemaOutOfDateError(f"The migrations do not match the tables: {exc}") from exc
+
+
+@contextmanager
+def _migration_connection(database: Database) -> Iterator[Connection]:
+    """Open one SQLAlchemy connection in a write transaction that keeps other migrators out.
+
+    Raises:
+        SchemaOutOfDateError: The database was migrated by a newer sqlresults, whose revisions
+            this one does not know.
+    """
+    with (
+        _ALEMBIC_LOCK,
+        _translate_alembic_errors(),
+        database.admin_connection() as connection,
+    ):
+        lock_sql = database.dialect.migration_lock_sql()
+        if lock_sql is not None:
+            connection.exec_driver_sql(lock_sql)
+        _refuse_unknown_revision(database, connection)
+        yield connection
+    database.forget_schema_state()
+
+
+def _refuse_unknown_revision(database: Database, connection: Connection) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    current = MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+    if current is not None and not is_known_revision(current):
+        raise newer_schema_error(database.display_url, current)
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` belongs to this version's migration tree."""
+    return any(step.revision == revision for step in history())
+
+
+def newer_schema_error(where: str, revision: str) -> SchemaOutOfDateError:
+    """The error for a database migrated by a newer sqlresults than this one."""
+    return SchemaOutOfDateError(
+        f"The result database {where} is at schema revision {revision!r}, which this version "
+        "of sqlresults does not know: it was migrated by a newer sqlresults. Upgrade "
+        "sqlresults (pip install -U sqlresults); `sqlresults migrate` cannot help."
+    )
+
+
+@contextmanager
+def _translate_alembic_errors() -> Iterator[None]:
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def run_env(context: EnvironmentContext) -> None:
+    """The body of ``alembic/env.py``: run migrations online or print them offline.
+
+    Online, the connection comes from :func:`upgrade`/:func:`downgrade` (or, when Alembic is run
+    by hand from a checkout, from ``SQLRESULTS_DATABASE_URL``). Offline (``--sql``), only the
+    URL's dialect is used and the SQL goes to a buffer the caller reads.
+    """
+    options: dict[str, Any] = {
+        "target_metadata": metadata,
+        "version_table": VERSION_TABLE,
+        "render_as_batch": True,
+        "transactional_ddl": True,
+        "include_object": _include_object,
+        "compare_type": True,
+    }
+    config = context.config
+    if context.is_offline_mode():
+        buffer = io.StringIO()
+        config.attributes["sql_output"] = buffer
+        context.configure(
+            url=config.attributes.get("url") or _settings_url(),
+            literal_binds=True,
+            output_buffer=buffer,
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    # Plain `alembic` from a checkout (e.g. `alembic revision --autogenerate`).
+    from sqlresults.database import Database
+
+    database = Database(_settings_url(), auto_migrate=False)
+    with _migration_connection(database) as own_connection:
+        context.configure(connection=own_connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+def _settings_url() -> str:
+    from sqlresults.settings import get_settings
+
+    return get_settings().url
+
+
+def _include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    # Autogenerate must only ever consider our own tables: the host database may hold others.
+    if type_ == "table":
+        return name is not None and name.startswith("sqlresults_") and name != VERSION_TABLE
+    return True
+
+
+def expected_revision() -> str:
+    """The revision this version of sqlresults needs (no Alembic import)."""
+    return SCHEMA_REVISION

@@ -1,0 +1,293 @@
+"""Every statement the store and the lock manager run, built once with SQLAlchemy Core.
+
+Each function takes the :class:`~sqlresults.dialects.Dialect` and the SQL expression for "now"
+and returns a statement. :class:`~sqlresults.database.Database` compiles each one once into the
+driver's own SQL string and executes it on the DBAPI connection directly, so the hot paths pay
+neither for SQLAlchemy's execution layer nor for a second round trip: writes, lock acquires and
+releases are single statements (upsert with RETURNING) that check and change in one step.
+
+Parameters are always passed by name: ``ns`` (namespace), ``key``, ``now`` (seconds since the
+epoch; on PostgreSQL the server clock replaces it in the expressions that decide expiry), and
+per-statement ones documented on each function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Executable
+
+from sqlresults.dialects import Dialect
+from sqlresults.schema import locks, records
+
+__all__ = ["Query"]
+
+# Constants must be SQL literals, not Python values: SQLAlchemy would turn a Python value into an
+# anonymous bind parameter, and these statements run on the driver with named parameters only.
+_ZERO: ColumnElement[int] = literal_column("0")
+_ONE: ColumnElement[int] = literal_column("1")
+
+#: A statement factory: ``(dialect, now) -> statement``.
+Query = Callable[[Dialect, ColumnElement[float]], Executable]
+
+_ns = bindparam("ns", type_=String())
+_key = bindparam("key", type_=String())
+_holder = bindparam("holder", type_=String())
+
+
+def _record_is() -> Any:
+    return and_(records.c.namespace == _ns, records.c.key == _key)
+
+
+def _unexpired(expires: Any, now: ColumnElement[float]) -> Any:
+    return or_(expires.is_(None), expires > now)
+
+
+def _locked_by_other(now: ColumnElement[float]) -> Any:
+    """An unexpired lock on (ns, key) whose holder is not ``holder``."""
+    return exists().where(
+        locks.c.namespace == _ns,
+        locks.c.key == _key,
+        locks.c.holder != _holder,
+        locks.c.expires > now,
+    )
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+def record_exists(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """One row if an unexpired record exists. Reads the primary key index only."""
+    return select(_ONE).where(_record_is(), _unexpired(records.c.expires, now))
+
+
+def record_read(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """The record's columns, the payload only when the caller needs it, and the lock holder.
+
+    Extra parameters: ``known_version`` (the version of a record the caller has deserialized in
+    memory, or NULL) and ``include_expired`` (0 or 1). The payload comes back NULL when it would
+    be wasted: the caller's copy is current, or the record has expired and will be refused. The
+    last column is the holder of an unexpired lock on the key (NULL when free), so a reader learns
+    whether it must wait without a second round trip.
+    """
+    expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
+    skip_payload = or_(
+        records.c.version == bindparam("known_version", type_=BigInteger()),
+        and_(expired, bindparam("include_expired", type_=Integer()) == _ZERO),
+    )
+    return select(
+        case((skip_payload, null()), else_=records.c.payload),
+        records.c.serializer,
+        records.c.checksum,
+        records.c.signature,
+        records.c.expires,
+        records.c.version,
+        case((expired, _ONE), else_=_ZERO),
+        select(locks.c.holder)
+        .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.expires > now)
+        .scalar_subquery(),
+    ).where(_record_is())
+
+
+def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Insert or replace a record unless another holder has an unexpired lock on its key.
+
+    Extra parameters: ``payload``, ``serializer``, ``checksum``, ``signature``, ``size``,
+    ``expires``, ``version``, ``holder``. Returns the new version, or no row when refused.
+    """
+    insert = dialect.insert(records)
+    values: Any = select(
+        _ns,
+        _key,
+        bindparam("payload", type_=LargeBinary()),
+        bindparam("serializer", type_=Text()),
+        bindparam("checksum", type_=BigInteger()),
+        bindparam("signature", type_=LargeBinary()),
+        bindparam("size", type_=BigInteger()),
+        now,
+        now,
+        bindparam("expires", type_=Double()),
+        bindparam("version", type_=BigInteger()),
+    ).where(~_locked_by_other(now))
+    insert = insert.from_select(
+        [
+            "namespace",
+            "key",
+            "payload",
+            "serializer",
+            "checksum",
+            "signature",
+            "size",
+            "created",
+            "updated",
+            "expires",
+            "version",
+        ],
+        values,
+    )
+    replaced = ("payload", "serializer", "checksum", "signature", "size", "updated", "expires")
+    statement: Executable = insert.on_conflict_do_update(
+        index_elements=[records.c.namespace, records.c.key],
+        set_={
+            **{name: getattr(insert.excluded, name) for name in replaced},
+            "version": insert.excluded.version,
+        },
+    ).returning(records.c.version)
+    return statement
+
+
+def record_delete(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Delete a record unless another holder has an unexpired lock on its key.
+
+    Extra parameter: ``holder``. Returns the deleted key, or no row.
+    """
+    return delete(records).where(_record_is(), ~_locked_by_other(now)).returning(records.c.key)
+
+
+def record_keys(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """One page of unexpired keys in key order, after ``after`` and starting with ``prefix``.
+
+    Extra parameters: ``after`` (a key, or '' for the first page), ``prefix`` (or ''), ``limit``.
+    """
+    prefix = bindparam("prefix", type_=String())
+    return (
+        select(records.c.key)
+        .where(
+            records.c.namespace == _ns,
+            records.c.key > bindparam("after", type_=String()),
+            func.substr(records.c.key, _ONE, func.length(prefix)) == prefix,
+            _unexpired(records.c.expires, now),
+        )
+        .order_by(records.c.key)
+        .limit(bindparam("limit", type_=Integer()))
+        # SQLite's compiler adds an OFFSET parameter to an expression LIMIT; make it a literal.
+        .offset(_ZERO)
+    )
+
+
+def records_sweep(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Delete up to ``limit`` expired records of the namespace. Extra parameter: ``limit``."""
+    batch = (
+        select(records.c.namespace, records.c.key)
+        .where(
+            records.c.namespace == _ns,
+            records.c.expires.is_not(None),
+            records.c.expires <= now,
+        )
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(_ZERO)
+    )
+    if not dialect.is_sqlite:
+        batch = batch.with_for_update(skip_locked=True)
+    return delete(records).where(tuple_(records.c.namespace, records.c.key).in_(batch))
+
+
+def records_stats(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Record count, payload bytes, expired count and held locks of the namespace."""
+    expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
+    held = (
+        select(func.count())
+        .select_from(locks)
+        .where(locks.c.namespace == _ns, locks.c.expires > now)
+        .scalar_subquery()
+    )
+    return select(
+        func.count(),
+        func.coalesce(func.sum(records.c.size), _ZERO),
+        func.coalesce(func.sum(case((expired, _ONE), else_=_ZERO)), _ZERO),
+        held,
+    ).where(records.c.namespace == _ns)
+
+
+# -- locks -----------------------------------------------------------------------------------
+
+
+def lock_acquire(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Take the lock if it is free, expired, or already ours (then extend the lease).
+
+    Extra parameters: ``holder``, ``hold`` (lease in seconds). Returns the new fence, or no row
+    when another holder has an unexpired lease. Every acquire bumps the fence, so a write or a
+    release carrying an older fence can be told apart from the current holder's.
+    """
+    insert = dialect.insert(locks)
+    hold: Any = bindparam("hold", type_=Double())
+    insert = insert.values(
+        namespace=_ns,
+        key=_key,
+        holder=_holder,
+        acquired=now,
+        expires=now + hold,
+        fence=_ONE,
+    )
+    statement: Executable = insert.on_conflict_do_update(
+        index_elements=[locks.c.namespace, locks.c.key],
+        set_={
+            "holder": insert.excluded.holder,
+            "acquired": case(
+                (locks.c.holder == insert.excluded.holder, locks.c.acquired),
+                else_=insert.excluded.acquired,
+            ),
+            "expires": insert.excluded.expires,
+            "fence": locks.c.fence + _ONE,
+        },
+        where=or_(locks.c.expires <= now, locks.c.holder == insert.excluded.holder),
+    ).returning(locks.c.fence)
+    return statement
+
+
+def lock_release(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Delete the lock row if ``holder`` holds it. Returns the fence, or no row."""
+    return (
+        delete(locks)
+        .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.holder == _holder)
+        .returning(locks.c.fence)
+    )
+
+
+def lock_renew(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Extend ``holder``'s lease to now + ``hold`` seconds. Returns the fence, or no row."""
+    return (
+        update(locks)
+        .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.holder == _holder)
+        .values(expires=now + bindparam("hold", type_=Double()))
+        .returning(locks.c.fence)
+    )
+
+
+def lock_state(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """The holder of the unexpired lock on the key (no row when the key is free)."""
+    return select(locks.c.holder, locks.c.fence).where(
+        locks.c.namespace == _ns, locks.c.key == _key, locks.c.expires > now
+    )
+
+
+def locks_sweep(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Delete the namespace's lock rows whose lease has ended."""
+    return delete(locks).where(locks.c.namespace == _ns, locks.c.expires <= now)
+
+
+def clock(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """The clock that decides expiry, as the database sees it."""
+    return select(now)

@@ -1,0 +1,318 @@
+"""Result records: a result with its metadata, and Prefect's JSON envelope for both.
+
+The database keeps a record as a row: the payload (:meth:`ResultRecord.serialize_result`, raw
+bytes) beside metadata columns. :meth:`ResultRecord.serialize` and
+:meth:`ResultRecord.deserialize` write and read the single JSON document Prefect 3 stores per
+record, for export and import::
+
+    {"metadata":{"storage_key":…,"expiration":…,"serializer":{…},"prefect_version":…,
+    "storage_block_id":…},"result":"<the serializer's output as Prefect writes it>"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Generic, Self, TypeVar
+from uuid import UUID
+
+import pydantic_core
+from pydantic import BaseModel, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+
+from sqlresults.errors import InvalidExpirationError, SerializationError
+from sqlresults.serializers import (
+    CompressedSerializer,
+    JSONSerializer,
+    PickleSerializer,
+    Serializer,
+)
+
+__all__ = ["PREFECT_COMPAT_VERSION", "ResultRecord", "ResultRecordMetadata"]
+
+PREFECT_COMPAT_VERSION = "3.9.1"
+"""The Prefect version whose envelope format this module reads and writes, and the
+``prefect_version`` written into metadata by default (Prefect requires a string there)."""
+
+R = TypeVar("R")
+
+# A Prefect 2 `PersistedResultBlob`. Prefect 3.9.1 reads a document as one only if its keys are
+# these, including `data` and `serializer`: the looser rule before it misread any raw JSON result
+# that happened to have a "data" key.
+_LEGACY_KEYS = frozenset({"serializer", "data", "prefect_version", "expiration"})
+
+
+class ResultRecordMetadata(BaseModel):
+    """What is known about a stored result besides its value.
+
+    ``serializer`` accepts a serializer, a type name or a spec mapping; a mapping whose type is
+    not registered here becomes an :class:`~sqlresults.serializers.UnknownSerializer` (so
+    metadata written elsewhere still loads), while a known type with invalid fields is an error.
+    ``expiration`` is always an aware UTC datetime, written as ISO 8601 with ``Z``.
+    """
+
+    storage_key: str | None = None
+    expiration: datetime | None = None
+    serializer: SerializeAsAny[Serializer] = PickleSerializer()
+    prefect_version: str = PREFECT_COMPAT_VERSION
+    storage_block_id: UUID | None = None
+
+    @field_validator("serializer", mode="before")
+    @classmethod
+    def _coerce_serializer(cls, value: object) -> object:
+        if isinstance(value, str | Mapping):
+            return Serializer.from_spec(value, allow_unknown=True)
+        return value
+
+    @field_validator("expiration")
+    @classmethod
+    def _expiration_in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise InvalidExpirationError(
+                f"expiration must be a timezone-aware datetime; got the naive {value.isoformat()}."
+            )
+        return value.astimezone(UTC)
+
+    def dump_bytes(self) -> bytes:
+        """Encode as compact JSON, keeping every field of the serializer.
+
+        Returns:
+            UTF-8 JSON for :meth:`load_bytes`.
+        """
+        return self.model_dump_json(serialize_as_any=True).encode()
+
+    @classmethod
+    def load_bytes(cls, data: bytes) -> Self:
+        """Decode :meth:`dump_bytes` output (or Prefect's metadata JSON).
+
+        Args:
+            data: UTF-8 JSON.
+
+        Returns:
+            The metadata; missing fields take their defaults.
+
+        Raises:
+            pydantic.ValidationError: ``data`` is not valid metadata.
+        """
+        return cls.model_validate_json(data)
+
+
+class ResultRecord(BaseModel, Generic[R]):
+    """A result and its metadata.
+
+    Records compare by ``metadata`` and ``result``; whether and at which version a record was
+    persisted is in-memory state (:meth:`mark_persisted`) that is neither compared nor
+    serialized.
+    """
+
+    metadata: ResultRecordMetadata
+    result: R
+
+    _persisted: bool = PrivateAttr(default=False)
+    _version: int | None = PrivateAttr(default=None)
+
+    @property
+    def is_persisted(self) -> bool:
+        """Whether the record was written to, or read from, storage."""
+        return self._persisted
+
+    @property
+    def version(self) -> int | None:
+        """The version of the stored row this record reflects; None until persisted."""
+        return self._version
+
+    @property
+    def expiration(self) -> datetime | None:
+        """``metadata.expiration``."""
+        return self.metadata.expiration
+
+    @property
+    def serializer(self) -> Serializer:
+        """``metadata.serializer``."""
+        return self.metadata.serializer
+
+    def mark_persisted(self, version: int | None = None) -> None:
+        """Record that this record is in storage.
+
+        Args:
+            version: the version of the stored row, if known.
+        """
+        self._persisted = True
+        self._version = version
+
+    def serialize_result(self) -> bytes:
+        """Encode the result with the record's serializer.
+
+        Returns:
+            The payload, raw bytes.
+
+        Raises:
+            SerializationError: the serializer cannot encode the result (the original error is
+                the ``__cause__``), or it is not available here.
+        """
+        serializer = self.serializer
+        try:
+            return serializer.dumps(self.result)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            # Prefect always suggests "json", which is no advice when JSON is what failed.
+            alternative = "pickle" if _uses_json(serializer) else "json"
+            raise SerializationError(
+                f"Failed to serialize object of type {type(self.result).__name__!r} with "
+                f"serializer {serializer.type!r}. You can try a different serializer (e.g. "
+                f'result_serializer="{alternative}") or disabling persistence '
+                "(persist_result=False) for this flow or task."
+            ) from exc
+
+    def serialize_metadata(self) -> bytes:
+        """Encode the metadata; see :meth:`ResultRecordMetadata.dump_bytes`."""
+        return self.metadata.dump_bytes()
+
+    def serialize(self) -> bytes:
+        """Encode the record as Prefect's JSON envelope, byte for byte what Prefect writes.
+
+        Returns:
+            ``{"metadata":{…},"result":"<text>"}``, the text being the serializer's Prefect
+            bytes (:meth:`~sqlresults.serializers.Serializer.to_prefect_bytes`), e.g. base64 for
+            pickle.
+
+        Raises:
+            SerializationError: the result cannot be encoded, or the serializer's Prefect bytes
+                are not UTF-8 text.
+        """
+        serializer = self.serializer
+        try:
+            text = serializer.to_prefect_bytes(self.serialize_result()).decode()
+        except UnicodeDecodeError as exc:
+            raise SerializationError(
+                f"Serializer {serializer.type!r} produced bytes that are not UTF-8 text, which "
+                "Prefect's envelope cannot hold. Give it to_prefect_bytes() and "
+                "from_prefect_bytes() methods that convert to text (base64, for example)."
+            ) from exc
+        # Built by hand rather than through a model so the key order is Prefect's, and with
+        # pydantic's JSON encoder so the text is escaped exactly as Prefect's pydantic does.
+        return (
+            b'{"metadata":'
+            + self.serialize_metadata()
+            + b',"result":'
+            + pydantic_core.to_json(text)
+            + b"}"
+        )
+
+    @classmethod
+    def deserialize(
+        cls, data: bytes, backup_serializer: Serializer | None = None
+    ) -> ResultRecord[Any]:
+        """Decode Prefect's JSON envelope (or a Prefect 2 result blob).
+
+        Bytes that are no envelope are, with ``backup_serializer``, read as a bare payload in
+        Prefect's format (what Prefect writes when metadata is stored apart). Which one a document
+        is can only be guessed from its content: a raw JSON result that looks like an envelope
+        (a JSON object with ``metadata`` and ``result`` keys and valid metadata) is read as one,
+        and then fails or, worse, succeeds, as in Prefect.
+
+        Args:
+            data: the document.
+            backup_serializer: the serializer of a bare payload.
+
+        Returns:
+            The record; not marked persisted.
+
+        Raises:
+            SerializationError: ``data`` is no envelope and there is no ``backup_serializer``, or
+                the result does not decode (the message names the serializer).
+        """
+        try:
+            metadata, text = _read_envelope(data)
+            payload = text.encode()
+        except ValueError as exc:
+            if backup_serializer is None:
+                raise SerializationError(
+                    f"The bytes are not a result record envelope: {exc}. Pass backup_serializer "
+                    "to read a bare serialized result."
+                ) from exc
+            metadata, payload = ResultRecordMetadata(serializer=backup_serializer), data
+        result = _load(metadata.serializer, payload, prefect_format=True)
+        return cls(metadata=metadata, result=result)
+
+    @classmethod
+    def deserialize_from_result_and_metadata(
+        cls, result: bytes, metadata: bytes
+    ) -> ResultRecord[Any]:
+        """Rebuild a record from a payload and its metadata stored apart.
+
+        Args:
+            result: raw bytes of the serializer (:meth:`serialize_result`).
+            metadata: :meth:`ResultRecordMetadata.dump_bytes` output.
+
+        Returns:
+            The record; not marked persisted.
+
+        Raises:
+            SerializationError: the metadata is invalid or the payload does not decode.
+        """
+        try:
+            record_metadata = ResultRecordMetadata.load_bytes(metadata)
+        except ValueError as exc:
+            raise SerializationError("The metadata bytes are not valid result metadata.") from exc
+        value = _load(record_metadata.serializer, result, prefect_format=False)
+        return cls(metadata=record_metadata, result=value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResultRecord):
+            return NotImplemented
+        return self.metadata == other.metadata and self.result == other.result
+
+
+def _read_envelope(data: bytes) -> tuple[ResultRecordMetadata, str]:
+    """Parse an envelope or a Prefect 2 blob into its metadata and its result text.
+
+    Raises:
+        ValueError: ``data`` is neither; the message says why, in words that complete "The bytes
+            are not a result record envelope: ".
+    """
+    import orjson
+
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("they are not JSON") from exc
+    if isinstance(document, dict) and "metadata" in document and "result" in document:
+        fields, text = document["metadata"], document["result"]
+    elif (
+        isinstance(document, dict)
+        and {"data", "serializer"} <= document.keys() <= _LEGACY_KEYS
+        and isinstance(document["serializer"], dict)
+    ):
+        text = document["data"]
+        fields = {key: value for key, value in document.items() if key != "data"}
+    else:
+        raise ValueError("they are not a JSON object with 'metadata' and 'result' keys")
+    if not isinstance(text, str):
+        raise ValueError("the result is not a string")
+    try:
+        return ResultRecordMetadata.model_validate(fields), text
+    except ValidationError as exc:
+        raise ValueError("its metadata is invalid") from exc
+
+
+def _uses_json(serializer: Serializer) -> bool:
+    if isinstance(serializer, CompressedSerializer):
+        return _uses_json(serializer.serializer)
+    return isinstance(serializer, JSONSerializer)
+
+
+def _load(serializer: Serializer, payload: bytes, *, prefect_format: bool) -> Any:
+    """Decode a payload, turning any failure into a SerializationError naming the serializer."""
+    try:
+        if prefect_format:
+            payload = serializer.from_prefect_bytes(payload)
+        return serializer.loads(payload)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"Failed to deserialize the result with serializer {serializer.type!r}: {exc!r}"
+        ) from exc

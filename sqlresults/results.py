@@ -1,0 +1,782 @@
+"""The result store, and the module functions of ``prefect.results`` with the same names.
+
+A :class:`ResultStore` persists results in a :class:`~sqlresults.database.Database` ("result
+storage" here is a database, not a file system). Where Prefect's store is known to be wrong, this
+one differs on purpose (DESIGN.md §2):
+
+- ``exists()`` is one indexed query that never touches the payload; expired records are absent
+  everywhere, ``read()`` included;
+- a record, its metadata and its lock check change in one statement: a write another holder's
+  lock forbids is refused atomically, and no reader ever sees half a record;
+- keys are stored verbatim, scoped by a namespace; payloads are raw bytes with a checksum, and
+  HMAC-signed when ``SQLRESULTS_SIGNING_KEY`` is set (an unsigned or altered payload is refused
+  before it is deserialized);
+- the in-memory LRU saves deserialization, never correctness: every read confirms the row's
+  version, so a value another process overwrote is never served;
+- database failures raise :class:`~sqlresults.errors.StorageUnavailableError`; an outage is never
+  reported as a cache miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+import socket
+import threading
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cachetools import LRUCache
+
+from sqlresults import queries
+from sqlresults.context import current_flow_run, current_task_run
+from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
+from sqlresults.dialects import Dialect
+from sqlresults.errors import (
+    IntegrityError,
+    InvalidArgumentError,
+    LockHeldByOtherError,
+    RecordNotFoundError,
+    SerializationError,
+)
+from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
+from sqlresults.records import PREFECT_COMPAT_VERSION, ResultRecord, ResultRecordMetadata
+from sqlresults.serializers import Serializer
+from sqlresults.settings import get_settings
+from sqlresults.validation import check_key, to_expiration
+
+__all__ = [
+    "DEFAULT_STORAGE_KEY_FN",
+    "ResultStore",
+    "StoreStats",
+    "default_cache",
+    "get_default_persist_setting",
+    "get_default_persist_setting_for_tasks",
+    "get_default_result_serializer",
+    "get_default_result_storage",
+    "get_result_store",
+    "resolve_result_storage",
+    "resolve_serializer",
+    "result_storage_discriminator",
+    "should_persist_result",
+]
+
+# Keys pages and sweep batches, in rows: small enough to keep each statement short (other
+# writers interleave between them), large enough that round trips don't dominate.
+_PAGE_SIZE = 1000
+
+
+def DEFAULT_STORAGE_KEY_FN() -> str:  # noqa: N802 - Prefect's name, part of the API contract
+    """Return a fresh random storage key: 32 hex characters (a uuid4 without dashes)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What :meth:`ResultStore.stats` reports about one namespace.
+
+    Attributes:
+        records: Records stored, expired ones included.
+        payload_bytes: Total size of their payloads, in bytes.
+        expired: Records that have expired but were not swept yet.
+        locks_held: Keys with an unexpired lock.
+    """
+
+    records: int
+    payload_bytes: int
+    expired: int
+    locks_held: int
+
+
+class ResultStore:
+    """Stores results, their metadata and their locks in one database.
+
+    Args:
+        result_storage: Where results live: a :class:`~sqlresults.database.Database`, a URL
+            (``sqlite:///team.db``, ``postgresql+psycopg://…``) or a ``pathlib.Path`` to a SQLite
+            file. None uses ``SQLRESULTS_DATABASE_URL`` (default ``~/.sqlresults/results.db``,
+            created and migrated on first use).
+        serializer: A :class:`~sqlresults.serializers.Serializer` or a type string (``"pickle"``,
+            ``"json"``, ``"compressed/pickle"``, ``"compressed/json"``); default from
+            ``SQLRESULTS_RESULTS_DEFAULT_SERIALIZER``.
+        namespace: Records and locks are scoped by namespace; default ``SQLRESULTS_NAMESPACE``.
+        cache_result_in_memory: Keep deserialized records in an in-memory LRU.
+        storage_key_fn: Makes a key for records written without one.
+        lock_manager: Where locks live; default a :class:`~sqlresults.locking.SQLLockManager` on
+            the same database and namespace, so writes check locks atomically.
+        cache: The LRU to use (stores may share one); default :func:`default_cache`.
+
+    Raises:
+        ConfigurationError: The storage or serializer cannot be used.
+    """
+
+    def __init__(
+        self,
+        *,
+        result_storage: Any = None,
+        serializer: Serializer | str | None = None,
+        namespace: str | None = None,
+        cache_result_in_memory: bool = True,
+        storage_key_fn: Callable[[], str] = DEFAULT_STORAGE_KEY_FN,
+        lock_manager: LockManager | None = None,
+        cache: LRUCache[str, ResultRecord[Any]] | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.result_storage: Database = resolve_result_storage(result_storage)
+        self.serializer: Serializer = (
+            resolve_serializer(serializer)
+            if serializer is not None
+            else get_default_result_serializer()
+        )
+        self.namespace: str = namespace if namespace is not None else settings.namespace
+        if not 0 < len(self.namespace) <= 255:
+            raise InvalidArgumentError(
+                f"A namespace must be 1 to 255 characters, not {self.namespace!r}."
+            )
+        self.cache_result_in_memory = cache_result_in_memory
+        self.storage_key_fn = storage_key_fn
+        self.lock_manager: LockManager = (
+            lock_manager
+            if lock_manager is not None
+            else SQLLockManager(self.result_storage, namespace=self.namespace)
+        )
+        self.cache: LRUCache[str, ResultRecord[Any]] = (
+            cache if cache is not None else default_cache()
+        )
+        self._cache_lock = threading.Lock()
+        signing_key = settings.signing_key
+        self._signing_key = None if signing_key is None else signing_key.get_secret_value().encode()
+        # A foreign lock manager (Prefect's protocol) keeps its locks elsewhere, so writes must
+        # ask it first, as Prefect does; our own is checked inside the write statement.
+        self._locks_in_database = (
+            isinstance(self.lock_manager, SQLLockManager)
+            and self.lock_manager.database is self.result_storage
+            and self.lock_manager.namespace == self.namespace
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ResultStore(result_storage={self.result_storage!r}, namespace={self.namespace!r}, "
+            f"serializer={self.serializer.type!r})"
+        )
+
+    @property
+    def result_storage_block_id(self) -> uuid.UUID | None:
+        """Always None: results live in a database, not in a Prefect storage block."""
+        return None
+
+    # -- exists ----------------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        """Whether an unexpired record is stored under ``key``.
+
+        One indexed query; the payload is neither read nor deserialized.
+
+        Raises:
+            InvalidKeyError: ``key`` is not a valid key.
+            StorageUnavailableError: The database cannot be reached (never reported as False).
+        """
+        database = self.result_storage
+        params = {"ns": self.namespace, "key": check_key(key), "now": database.clock()}
+        return database.fetchone(queries.record_exists, params) is not None
+
+    async def aexists(self, key: str) -> bool:
+        """Async form of :meth:`exists`."""
+        return await asyncio.to_thread(self.exists, key)
+
+    # -- read ------------------------------------------------------------------------------
+
+    def read(
+        self, key: str, holder: str | None = None, *, include_expired: bool = False
+    ) -> ResultRecord[Any]:
+        """Read the record stored under ``key``.
+
+        If another holder has the key's lock, waits until it is released (a computation is in
+        progress), like Prefect. A record kept in memory is returned without deserializing when
+        the database confirms it is still the current version.
+
+        Args:
+            key: The record's key.
+            holder: The caller's lock holder id; a holder never waits for its own lock. Default:
+                :meth:`generate_default_holder`.
+            include_expired: Return an expired record instead of raising.
+
+        Returns:
+            The record, marked persisted.
+
+        Raises:
+            RecordNotFoundError: No record, or only an expired one (a ``KeyError``).
+            IntegrityError: The payload fails its checksum, or its signature when
+                ``SQLRESULTS_SIGNING_KEY`` is set; it is not deserialized.
+            SerializationError: The payload cannot be deserialized.
+            StorageUnavailableError: The database cannot be reached.
+        """
+        check_key(key)
+        database = self.result_storage
+        while True:
+            cached = self.cache.get(key) if self.cache_result_in_memory else None
+            params = {
+                "ns": self.namespace,
+                "key": key,
+                "now": database.clock(),
+                "known_version": None if cached is None else cached.version,
+                "include_expired": 1 if include_expired else 0,
+            }
+            row = database.fetchone(queries.record_read, params)
+            lock_holder = row[7] if row is not None else self._lock_holder(key)
+            if lock_holder is not None and lock_holder != (
+                holder or self.generate_default_holder()
+            ):
+                self.lock_manager.wait_for_lock(key)
+                continue
+            if row is None:
+                self._forget(key)
+                raise RecordNotFoundError(key, self.namespace)
+            break
+        payload, spec, checksum, signature, expires, version, expired, _ = row
+        del row  # the payload may be large: hold one reference, dropped before deserializing
+        if expired and not include_expired:
+            self._forget(key)
+            raise RecordNotFoundError(key, self.namespace, expired=True)
+        if payload is None and cached is not None and cached.version == version:
+            return cached
+        self._verify(key, spec, payload, checksum, signature)
+        serializer = Serializer.from_spec_json(spec)
+        try:
+            result = serializer.loads(payload)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"Failed to deserialize result record {key!r} with serializer "
+                f"{serializer.type!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        del payload
+        record = _make_record(key, result, serializer, expires)
+        record.mark_persisted(version)
+        self._remember(key, record)
+        return record
+
+    async def aread(
+        self, key: str, holder: str | None = None, *, include_expired: bool = False
+    ) -> ResultRecord[Any]:
+        """Async form of :meth:`read`."""
+        holder = holder or self.generate_default_holder()
+        return await asyncio.to_thread(self.read, key, holder, include_expired=include_expired)
+
+    def _lock_holder(self, key: str) -> str | None:
+        if isinstance(self.lock_manager, SQLLockManager):
+            return self.lock_manager.lock_holder(key)
+        return None
+
+    def _verify(
+        self, key: str, spec: str, payload: bytes, checksum: int, signature: bytes | None
+    ) -> None:
+        if zlib.crc32(payload) != checksum:
+            raise IntegrityError(
+                f"The payload of result record {key!r} fails its checksum: the stored bytes are "
+                "damaged or were changed outside sqlresults. Delete the record and recompute it."
+            )
+        if self._signing_key is None:
+            return
+        if signature is None:
+            raise IntegrityError(
+                f"Result record {key!r} is not signed, and SQLRESULTS_SIGNING_KEY is set, so it "
+                "is refused unread. Rewrite it with the signing key set, or delete it."
+            )
+        if not hmac.compare_digest(signature, self._sign(key, spec, payload)):
+            raise IntegrityError(
+                f"The signature of result record {key!r} does not match: it was written with "
+                "another signing key or altered. It is refused unread."
+            )
+
+    def _sign(self, key: str, spec: str, payload: bytes) -> bytes:
+        """HMAC-SHA256 over namespace, key, serializer and payload.
+
+        Binding the key and serializer stops a signed payload from being replayed under
+        another key or decoded with another (e.g. pickle) serializer.
+        """
+        assert self._signing_key is not None
+        mac = hmac.new(self._signing_key, digestmod=hashlib.sha256)
+        for part in (self.namespace.encode(), key.encode(), spec.encode()):
+            mac.update(len(part).to_bytes(8, "big"))
+            mac.update(part)
+        mac.update(payload)
+        return mac.digest()
+
+    # -- write -----------------------------------------------------------------------------
+
+    def create_result_record(
+        self,
+        obj: Any,
+        key: str | None = None,
+        expiration: datetime | timedelta | None = None,
+    ) -> ResultRecord[Any]:
+        """Build a record for ``obj`` without storing it.
+
+        Args:
+            obj: The result.
+            key: Its key; None makes one with ``storage_key_fn``.
+            expiration: None (never), a ``timedelta`` from now, or an aware ``datetime``.
+
+        Raises:
+            InvalidKeyError: The key is not valid.
+            InvalidExpirationError: The expiration is naive or not a time.
+        """
+        key = check_key(key if key is not None else self.storage_key_fn())
+        expires = to_expiration(expiration, self.result_storage.clock())
+        return _make_record(key, obj, self.serializer, expires)
+
+    def write(
+        self,
+        obj: Any,
+        key: str | None = None,
+        expiration: datetime | timedelta | None = None,
+        holder: str | None = None,
+    ) -> None:
+        """Serialize ``obj`` and store it under ``key``, replacing any previous record.
+
+        Args:
+            obj: The result.
+            key: Its key; None makes one with ``storage_key_fn``.
+            expiration: None (never), a ``timedelta`` from now, or an aware ``datetime``.
+            holder: The caller's lock holder id (default :meth:`generate_default_holder`).
+
+        Raises:
+            SerializationError: ``obj`` cannot be serialized (nothing is written).
+            LockHeldByOtherError: Another holder has an unexpired lock on the key (a
+                ``RuntimeError``; nothing is written).
+            InvalidArgumentError: A bad key or expiration (nothing is written).
+            StorageUnavailableError: The database cannot be reached.
+        """
+        self.persist_result_record(self.create_result_record(obj, key, expiration), holder)
+
+    async def awrite(
+        self,
+        obj: Any,
+        key: str | None = None,
+        expiration: datetime | timedelta | None = None,
+        holder: str | None = None,
+    ) -> None:
+        """Async form of :meth:`write`."""
+        holder = holder or self.generate_default_holder()
+        await asyncio.to_thread(self.write, obj, key, expiration, holder)
+
+    def persist_result_record(
+        self,
+        result_record: ResultRecord[Any],
+        holder: str | None = None,
+        *,
+        release_lock: bool = False,
+    ) -> None:
+        """Store a record built by :meth:`create_result_record` (or imported).
+
+        The lock check and the upsert are one statement: if another holder has an unexpired lock
+        on the key, nothing is written. Payload, metadata, expiration and version change together.
+
+        Args:
+            result_record: The record; its ``metadata.storage_key`` is the key.
+            holder: The caller's lock holder id (default :meth:`generate_default_holder`).
+            release_lock: Also release ``holder``'s lock on the key, in the same database
+                transaction as the write (how a SERIALIZABLE transaction commits): either both
+                happen or neither does.
+
+        Raises:
+            SerializationError: The result cannot be serialized (nothing is written).
+            LockHeldByOtherError: Another holder has an unexpired lock on the key.
+            InvalidArgumentError: The record has no storage key, or an invalid one.
+            StorageUnavailableError: The database cannot be reached.
+        """
+        metadata = result_record.metadata
+        if metadata.storage_key is None:
+            raise InvalidArgumentError("Storage key is required on result record")
+        key = check_key(metadata.storage_key)
+        holder = holder or self.generate_default_holder()
+        payload = result_record.serialize_result()
+        spec = metadata.serializer.spec_json()
+        if not self._locks_in_database and self._held_by_other(key, holder):
+            raise LockHeldByOtherError(key)
+        database = self.result_storage
+        params = {
+            "ns": self.namespace,
+            "key": key,
+            "payload": payload,
+            "serializer": spec,
+            "checksum": zlib.crc32(payload),
+            "signature": None if self._signing_key is None else self._sign(key, spec, payload),
+            "size": len(payload),
+            "expires": None if metadata.expiration is None else metadata.expiration.timestamp(),
+            "version": secrets.randbits(63),
+            "holder": holder,
+            "now": database.clock(),
+        }
+        del payload
+        if release_lock and self._locks_in_database:
+
+            def write_then_release(transaction: WriteTransaction) -> int:
+                row = transaction.fetchone(queries.record_upsert, params)
+                if row is None:
+                    raise LockHeldByOtherError(key)
+                transaction.fetchone(queries.lock_release, params)
+                return int(row[0])
+
+            version = database.transaction(write_then_release)
+        else:
+            row = database.fetchone(queries.record_upsert, params)
+            if row is None:
+                raise LockHeldByOtherError(key)
+            version = int(row[0])
+            if release_lock:
+                self.lock_manager.release_lock(key, holder)
+        result_record.mark_persisted(version)
+        self._remember(key, result_record)
+
+    async def apersist_result_record(
+        self, result_record: ResultRecord[Any], holder: str | None = None
+    ) -> None:
+        """Async form of :meth:`persist_result_record`."""
+        holder = holder or self.generate_default_holder()
+        await asyncio.to_thread(self.persist_result_record, result_record, holder)
+
+    def _held_by_other(self, key: str, holder: str) -> bool:
+        manager = self.lock_manager
+        return manager.is_locked(key) and not manager.is_lock_holder(key, holder)
+
+    # -- delete, keys, sweep, stats --------------------------------------------------------
+
+    def delete(self, key: str, holder: str | None = None) -> bool:
+        """Delete the record stored under ``key``.
+
+        Args:
+            key: The record's key.
+            holder: The caller's lock holder id (default :meth:`generate_default_holder`).
+
+        Returns:
+            Whether a record (expired or not) was removed; a missing key is not an error.
+
+        Raises:
+            LockHeldByOtherError: Another holder has an unexpired lock on the key.
+            StorageUnavailableError: The database cannot be reached.
+        """
+        holder = holder or self.generate_default_holder()
+        if not self._locks_in_database and self._held_by_other(check_key(key), holder):
+            raise LockHeldByOtherError(key)
+        database = self.result_storage
+        params = {
+            "ns": self.namespace,
+            "key": check_key(key),
+            "holder": holder,
+            "now": database.clock(),
+        }
+        deleted = database.fetchone(queries.record_delete, params) is not None
+        self._forget(key)
+        if not deleted and self._lock_holder(key) not in (None, holder):
+            raise LockHeldByOtherError(key)
+        return deleted
+
+    async def adelete(self, key: str, holder: str | None = None) -> bool:
+        """Async form of :meth:`delete`."""
+        holder = holder or self.generate_default_holder()
+        return await asyncio.to_thread(self.delete, key, holder)
+
+    def keys(self, prefix: str | None = None) -> Iterator[str]:
+        """Yield the keys of unexpired records in key order, optionally only those starting
+        with ``prefix``.
+
+        Keys are fetched in pages, so no read transaction stays open while the caller works;
+        records written or deleted meanwhile may or may not appear.
+        """
+        database = self.result_storage
+        after = ""
+        while True:
+            params = {
+                "ns": self.namespace,
+                "after": after,
+                "prefix": prefix or "",
+                "limit": _PAGE_SIZE,
+                "now": database.clock(),
+            }
+            page = database.fetchall(queries.record_keys, params)
+            for (key,) in page:
+                yield key
+            if len(page) < _PAGE_SIZE:
+                return
+            after = page[-1][0]
+
+    def sweep_expired(self, batch_size: int = _PAGE_SIZE) -> int:
+        """Delete expired records (and lock rows whose lease ended) in batches.
+
+        Each batch is its own short statement, so writers are never blocked for long.
+
+        Args:
+            batch_size: Records deleted per statement.
+
+        Returns:
+            How many expired records were deleted (dead lock rows are not counted).
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}.")
+        database = self.result_storage
+        params = {"ns": self.namespace, "limit": batch_size, "now": database.clock()}
+        total = 0
+        while True:
+            deleted = database.execute(queries.records_sweep, params)
+            total += deleted
+            if deleted < batch_size:
+                break
+        database.execute(queries.locks_sweep, params)
+        if total:
+            with self._cache_lock:
+                self.cache.clear()
+        return total
+
+    def stats(self) -> StoreStats:
+        """Count the namespace's records, payload bytes, unswept expired records and held
+        locks, in one query that reads no payload."""
+        database = self.result_storage
+        row = database.fetchone(
+            queries.records_stats, {"ns": self.namespace, "now": database.clock()}
+        )
+        assert row is not None  # an aggregate always returns one row
+        records, size, expired, locks_held = row
+        return StoreStats(int(records), int(size), int(expired), int(locks_held))
+
+    # -- locks -----------------------------------------------------------------------------
+
+    def supports_isolation_level(self, level: IsolationLevel | str) -> bool:
+        """Whether transactions on this store may use ``level``.
+
+        Both levels are supported by every store: its locks live in the database (Prefect
+        supports SERIALIZABLE only with a lock manager configured).
+
+        Raises:
+            ValueError: ``level`` is not an isolation level.
+        """
+        try:
+            IsolationLevel(level.value if isinstance(level, IsolationLevel) else level)
+        except ValueError:
+            raise ValueError(f"Unsupported isolation level: {level}") from None
+        return True
+
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str | None = None,
+        timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Acquire the lock on ``key``.
+
+        Args:
+            key: The key to lock.
+            holder: Who holds it (default :meth:`generate_default_holder`).
+            timeout: Seconds to wait for another holder; None waits forever, 0 tries once.
+            hold_timeout: Lease in seconds (default ``SQLRESULTS_LOCK_HOLD_TIMEOUT``); a holder
+                that dies frees the key after at most this long.
+
+        Returns:
+            True if acquired, False if ``timeout`` ran out.
+        """
+        return self.lock_manager.acquire_lock(
+            key,
+            holder or self.generate_default_holder(),
+            acquire_timeout=timeout,
+            hold_timeout=hold_timeout,
+        )
+
+    async def aacquire_lock(
+        self,
+        key: str,
+        holder: str | None = None,
+        timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Async form of :meth:`acquire_lock`."""
+        return await self.lock_manager.aacquire_lock(
+            key,
+            holder or self.generate_default_holder(),
+            acquire_timeout=timeout,
+            hold_timeout=hold_timeout,
+        )
+
+    def release_lock(self, key: str, holder: str | None = None) -> None:
+        """Release ``holder``'s lock on ``key``; a key nobody holds is a no-op.
+
+        Raises:
+            LockNotHeldError: Another holder holds the lock (a ``ValueError``, Prefect's message).
+        """
+        self.lock_manager.release_lock(key, holder or self.generate_default_holder())
+
+    def renew_lock(
+        self, key: str, holder: str | None = None, hold_timeout: float | None = None
+    ) -> bool:
+        """Extend ``holder``'s lease on ``key`` by ``hold_timeout`` seconds from now.
+
+        Returns:
+            True if the lease was extended, False if ``holder`` no longer holds the lock.
+        """
+        holder = holder or self.generate_default_holder()
+        renew = getattr(self.lock_manager, "renew_lock", None)
+        if renew is not None:
+            return bool(renew(key, holder, hold_timeout))
+        if not self.lock_manager.is_lock_holder(key, holder):
+            return False
+        return self.lock_manager.acquire_lock(key, holder, 0, hold_timeout)
+
+    def is_locked(self, key: str) -> bool:
+        """Whether anyone holds an unexpired lock on ``key``."""
+        return self.lock_manager.is_locked(key)
+
+    def is_lock_holder(self, key: str, holder: str | None = None) -> bool:
+        """Whether ``holder`` (default :meth:`generate_default_holder`) holds the lock."""
+        return self.lock_manager.is_lock_holder(key, holder or self.generate_default_holder())
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Wait until ``key`` is unlocked; True if it is, False if ``timeout`` seconds ran out."""
+        return self.lock_manager.wait_for_lock(key, timeout)
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Async form of :meth:`wait_for_lock`."""
+        return await self.lock_manager.await_for_lock(key, timeout)
+
+    @staticmethod
+    def generate_default_holder() -> str:
+        """Return ``"{hostname}:{pid}:{thread id}:{thread name}"``, plus ``":{task id}"``
+        inside a running asyncio task (Prefect's format)."""
+        thread = threading.current_thread()
+        holder = f"{_HOSTNAME}:{os.getpid()}:{thread.ident}:{thread.name}"
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running event loop in this thread
+            task = None
+        return holder if task is None else f"{holder}:{id(task)}"
+
+    # -- memory cache ----------------------------------------------------------------------
+
+    def _remember(self, key: str, record: ResultRecord[Any]) -> None:
+        if self.cache_result_in_memory and self.cache.maxsize > 0:
+            with self._cache_lock:
+                self.cache[key] = record
+
+    def _forget(self, key: str) -> None:
+        with self._cache_lock:
+            self.cache.pop(key, None)
+
+
+_HOSTNAME = socket.gethostname()
+
+
+def _make_record(
+    key: str, result: Any, serializer: Serializer, expires: float | datetime | None
+) -> ResultRecord[Any]:
+    if isinstance(expires, float | int):
+        expires = datetime.fromtimestamp(expires, UTC)
+    # model_construct: every field is already valid here, and validation would cost more than
+    # the database read itself on small records.
+    metadata = ResultRecordMetadata.model_construct(
+        storage_key=key,
+        expiration=expires,
+        serializer=serializer,
+        prefect_version=PREFECT_COMPAT_VERSION,
+        storage_block_id=None,
+    )
+    return ResultRecord.model_construct(metadata=metadata, result=result)
+
+
+# -- module functions (prefect.results) ------------------------------------------------------
+
+
+def get_default_result_storage() -> Database:
+    """Return the default result database (``SQLRESULTS_DATABASE_URL``, else
+    ``~/.sqlresults/results.db``), shared by every store in the process."""
+    return resolve_database(None)
+
+
+def resolve_result_storage(result_storage: Any) -> Database:
+    """Resolve a :class:`~sqlresults.database.Database`, a URL string or a ``pathlib.Path`` (a
+    SQLite file) into a Database; None gives the default.
+
+    Raises:
+        ConfigurationError: The value names no database sqlresults can use.
+        TypeError: The value is of another type.
+    """
+    return resolve_database(result_storage)
+
+
+def resolve_serializer(serializer: Any) -> Serializer:
+    """Resolve a :class:`~sqlresults.serializers.Serializer`, a type string or a spec mapping
+    into a serializer instance.
+
+    Raises:
+        UnknownSerializerError: No serializer has that type.
+        TypeError: The value is of another type.
+    """
+    return Serializer.from_spec(serializer)
+
+
+def get_default_result_serializer() -> Serializer:
+    """Return the serializer named by ``SQLRESULTS_RESULTS_DEFAULT_SERIALIZER`` (pickle)."""
+    return Serializer.from_spec(get_settings().results_default_serializer)
+
+
+def get_default_persist_setting() -> bool:
+    """Return ``SQLRESULTS_RESULTS_PERSIST_BY_DEFAULT``."""
+    return get_settings().results_persist_by_default
+
+
+def get_default_persist_setting_for_tasks() -> bool:
+    """Return ``SQLRESULTS_TASKS_DEFAULT_PERSIST_RESULT``, falling back to
+    ``SQLRESULTS_RESULTS_PERSIST_BY_DEFAULT``."""
+    settings = get_settings()
+    if settings.tasks_default_persist_result is not None:
+        return settings.tasks_default_persist_result
+    return settings.results_persist_by_default
+
+
+def should_persist_result() -> bool:
+    """Whether the current run persists results: the running task's setting, else the running
+    flow's, else ``SQLRESULTS_RESULTS_PERSIST_BY_DEFAULT``."""
+    for variable in (current_task_run, current_flow_run):
+        run = variable.get()
+        if run is not None:
+            return run.persist_result
+    return get_default_persist_setting()
+
+
+def default_cache() -> LRUCache[str, ResultRecord[Any]]:
+    """Return a new in-memory LRU for records (``SQLRESULTS_MEMORY_CACHE_SIZE`` entries, 1000
+    by default)."""
+    return LRUCache(maxsize=get_settings().memory_cache_size)
+
+
+def result_storage_discriminator(x: Any) -> str:
+    """Name the kind of result storage ``x`` describes: the database dialect (``"sqlite"`` or
+    ``"postgresql"``) of a Database, URL or path, without connecting.
+
+    Raises:
+        ConfigurationError: ``x`` names no database sqlresults can use.
+        TypeError: ``x`` is of another type.
+    """
+    if isinstance(x, Database):
+        return x.dialect.name
+    if x is None or isinstance(x, str | os.PathLike):
+        return Dialect(parse_url(x if x is not None else get_settings().url)).name
+    raise TypeError(f"Not a result storage: {type(x).__name__}")
+
+
+def get_result_store() -> ResultStore:
+    """Return the running task's or flow's store, or a new default :class:`ResultStore`
+    outside any run."""
+    for variable in (current_task_run, current_flow_run):
+        run = variable.get()
+        if run is not None and run.result_store is not None:
+            store: ResultStore = run.result_store
+            return store
+    return ResultStore()

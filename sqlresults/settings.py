@@ -1,0 +1,157 @@
+"""Settings, read from ``SQLRESULTS_*`` environment variables, then a ``.env`` file, then defaults.
+
+``get_settings()`` returns a cached :class:`Settings` that is rebuilt whenever an ``SQLRESULTS_*``
+environment variable changes, so tests and notebooks that set variables at run time see them
+without a reset call. Secrets (the database password, the signing key) are ``SecretStr`` and never
+appear in a repr; use :meth:`Settings.display_url` to show where the database is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "hide_password"]
+
+ENV_PREFIX = "SQLRESULTS_"
+
+
+class Settings(BaseSettings):
+    """Every knob of sqlresults. Each field is read from ``SQLRESULTS_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".sqlresults",
+        description="Directory of the default SQLite file (results.db).",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the result database, e.g. sqlite:///team.db or "
+            "postgresql+psycopg://user:password@host/db. Default: a SQLite file in `home`."
+        ),
+    )
+    namespace: str = Field(
+        default="default",
+        min_length=1,
+        max_length=255,
+        description="Namespace of stores created without one; namespaces never see each other.",
+    )
+    results_persist_by_default: bool = Field(
+        default=False, description="Persist flow and task results when nothing says otherwise."
+    )
+    results_default_serializer: str = Field(
+        default="pickle", description="Serializer type used when none is given."
+    )
+    tasks_refresh_cache: bool = Field(
+        default=False, description="Recompute and overwrite cached task results."
+    )
+    tasks_default_persist_result: bool | None = Field(
+        default=None, description="Default `persist_result` of tasks; None inherits the flow's."
+    )
+    lock_hold_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Lease of a lock, in seconds: a holder that dies frees its key after at most this "
+            "long. Open transactions renew their lease every third of it."
+        ),
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="When set, payloads are HMAC-SHA256 signed and unsigned ones are refused.",
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        description=(
+            "Upgrade the schema on first use. Unset: SQLite files yes, PostgreSQL no; "
+            "true: both; false: neither."
+        ),
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        default="NORMAL",
+        description=(
+            "SQLite's PRAGMA synchronous. NORMAL in WAL mode survives application crashes; "
+            "FULL also survives power loss, at about 3x the commit latency."
+        ),
+    )
+    busy_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds an operation keeps retrying while the database is busy (SQLite's write "
+            "lock, PostgreSQL serialization failures) before StorageUnavailableError."
+        ),
+    )
+    memory_cache_size: int = Field(
+        default=1000, ge=0, description="Records each store keeps deserialized in memory (LRU)."
+    )
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def url(self) -> str:
+        """The database URL in full (password included): pass it to a driver, never print it."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home.expanduser() / 'results.db'}"
+
+    def display_url(self) -> str:
+        """The database URL with any password replaced by ``***``, safe to log or print."""
+        return hide_password(self.url)
+
+
+def hide_password(url: str) -> str:
+    """Return ``url`` with its password masked; an unparsable URL is masked entirely.
+
+    Args:
+        url: A SQLAlchemy database URL.
+
+    Returns:
+        The URL as a string, password replaced by ``***``.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is no number
+        return "<unparsable database URL>"
+
+
+_lock = threading.Lock()
+_cached: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+
+
+def get_settings() -> Settings:
+    """Return the current settings.
+
+    The object is cached and rebuilt when any ``SQLRESULTS_*`` environment variable changes.
+
+    Raises:
+        pydantic.ValidationError: An environment variable holds a value of the wrong type.
+    """
+    global _cached
+    fingerprint = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
+    cached = _cached
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    with _lock:
+        settings = Settings()
+        _cached = (fingerprint, settings)
+        return settings

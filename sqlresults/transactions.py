@@ -1,0 +1,566 @@
+"""Transactions: stage a result, then commit it (write it) or roll it back, Prefect's way.
+
+A transaction on a key decides whether a result must be computed::
+
+    with transaction(key="expensive-step", store=store,
+                     isolation_level=IsolationLevel.SERIALIZABLE) as txn:
+        if txn.is_committed():        # someone already computed it (checked after the lock)
+            value = txn.read().result
+        else:
+            value = compute()         # one process or thread per key at a time
+            txn.stage(value)
+    # commit writes the record and releases the lock in ONE database transaction
+
+Semantics follow Prefect 3 (reference §4; states, nesting, hooks, commit modes, ``get``/``set``),
+with these fixes:
+
+- each transaction is its own lock holder (a uuid), never a thread, so asyncio tasks and threads
+  cannot share a lock by accident (PrefectHQ/prefect#17785, #18600);
+- a SERIALIZABLE transaction renews its lease while it is open (every third of the lease), so a
+  long computation keeps its lock and a crashed process loses it within one lease;
+- commit writes the staged record and releases the lock in one database transaction; a lock is
+  released at most once, so an EAGER child can no longer roll back its parent by releasing twice;
+- a nested transaction that would wait for a lock its own ancestor holds raises
+  :class:`~sqlresults.errors.SelfDeadlockError` instead of hanging;
+- transactions compare by identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import enum
+import inspect
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+from sqlresults.errors import (
+    ConfigurationError,
+    LockError,
+    LockTimeoutError,
+    SelfDeadlockError,
+    SerializationError,
+)
+from sqlresults.locking import IsolationLevel
+from sqlresults.records import ResultRecord
+from sqlresults.results import ResultStore, get_result_store
+from sqlresults.settings import get_settings
+from sqlresults.validation import check_timeout
+
+__all__ = [
+    "CommitMode",
+    "IsolationLevel",
+    "Transaction",
+    "TransactionState",
+    "get_transaction",
+    "transaction",
+]
+
+_NOT_SET: Any = object()
+_default_logger = logging.getLogger("sqlresults.transactions")
+
+
+class CommitMode(enum.Enum):
+    """When a transaction commits.
+
+    ``EAGER``: at its own exit. ``LAZY`` (default): a nested transaction commits when its outermost
+    ancestor does. ``OFF``: never on its own; it rolls back at exit unless committed explicitly.
+    """
+
+    EAGER = "EAGER"
+    LAZY = "LAZY"
+    OFF = "OFF"
+
+
+class TransactionState(enum.Enum):
+    """Where a transaction is in its life."""
+
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    STAGED = "STAGED"
+    COMMITTED = "COMMITTED"
+    ROLLED_BACK = "ROLLED_BACK"
+
+
+Hook = Callable[["Transaction"], Any]
+
+_current: ContextVar[Transaction | None] = ContextVar("sqlresults_transaction", default=None)
+
+
+def get_transaction() -> Transaction | None:
+    """Return the innermost open transaction of this context, or None."""
+    return _current.get()
+
+
+class Transaction:
+    """A unit of work on one result key. Use it as a context manager (or via
+    :func:`transaction`).
+
+    Args:
+        key: The result key; without one (or without a store) nothing is read, locked or written.
+        store: The :class:`~sqlresults.results.ResultStore` holding the key.
+        commit_mode: When to commit; None inherits the parent's, else LAZY.
+        isolation_level: READ_COMMITTED (default for a directly built transaction) or
+            SERIALIZABLE (hold the key's lock from begin to commit); None inherits the parent's.
+        overwrite: Recompute and rewrite even if a record exists.
+        write_on_commit: Write the staged value at commit (False only runs the hooks).
+        logger: Where commit and rollback problems are logged.
+        lock_timeout: Seconds a SERIALIZABLE transaction waits for the key's lock at begin;
+            None (default) waits as long as it takes, like Prefect.
+        hold_timeout: The lock's lease in seconds (default ``SQLRESULTS_LOCK_HOLD_TIMEOUT``);
+            renewed every third of it while the transaction is open.
+    """
+
+    def __init__(
+        self,
+        key: str | None = None,
+        store: ResultStore | None = None,
+        commit_mode: CommitMode | None = None,
+        isolation_level: IsolationLevel | None = IsolationLevel.READ_COMMITTED,
+        overwrite: bool = False,
+        write_on_commit: bool = True,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        *,
+        lock_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> None:
+        self.key = key
+        self.store = store
+        self.commit_mode = commit_mode
+        self.isolation_level = isolation_level
+        self.overwrite = overwrite
+        self.write_on_commit = write_on_commit
+        self.logger = logger if logger is not None else _default_logger
+        self.lock_timeout = check_timeout(lock_timeout, "lock_timeout")
+        self.hold_timeout = check_timeout(hold_timeout, "hold_timeout")
+        self.state = TransactionState.PENDING
+        self.children: list[Transaction] = []
+        self.on_commit_hooks: list[Hook] = []
+        self.on_rollback_hooks: list[Hook] = []
+        self._stored_values: dict[str, Any] = {}
+        self._staged_value: Any = None
+        self._holder = str(uuid.uuid4())
+        self._token: Token[Transaction | None] | None = None
+        self._parent: Transaction | None = None
+        self._lease: _Lease | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Transaction(key={self.key!r}, state={self.state.name}, "
+            f"isolation_level={self.isolation_level.name if self.isolation_level else None})"
+        )
+
+    # -- state -----------------------------------------------------------------------------
+
+    def is_committed(self) -> bool:
+        """Whether the transaction committed (or found the key already written at begin)."""
+        return self.state is TransactionState.COMMITTED
+
+    def is_rolled_back(self) -> bool:
+        """Whether the transaction rolled back."""
+        return self.state is TransactionState.ROLLED_BACK
+
+    def is_staged(self) -> bool:
+        """Whether a value is staged and waiting for commit."""
+        return self.state is TransactionState.STAGED
+
+    def is_pending(self) -> bool:
+        """Whether the transaction has not begun."""
+        return self.state is TransactionState.PENDING
+
+    def is_active(self) -> bool:
+        """Whether the transaction has begun and nothing is staged yet."""
+        return self.state is TransactionState.ACTIVE
+
+    @property
+    def holder(self) -> str:
+        """This transaction's lock holder id (unique per transaction)."""
+        return self._holder
+
+    # -- values shared with nested transactions --------------------------------------------
+
+    def set(self, name: str, value: Any) -> None:
+        """Store ``value`` under ``name`` for this transaction and its children."""
+        self._stored_values[name] = value
+
+    def get(self, name: str, default: Any = _NOT_SET) -> Any:
+        """Return a copy of the value stored under ``name`` here or in an ancestor.
+
+        Raises:
+            ValueError: Nobody stored ``name`` and no default was given.
+        """
+        if name in self._stored_values:
+            return copy.deepcopy(self._stored_values[name])
+        parent = self.get_parent()
+        if parent is not None:
+            return parent.get(name, default)
+        if default is not _NOT_SET:
+            return default
+        raise ValueError(f"Could not retrieve value for unknown key: {name}")
+
+    def get_parent(self) -> Transaction | None:
+        """The enclosing transaction (while open), else the current one of this context."""
+        if self._token is not None:
+            return self._parent
+        return get_transaction()
+
+    def add_child(self, child: Transaction) -> None:
+        """Adopt ``child``: it commits and rolls back with this transaction."""
+        self.children.append(child)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> Transaction:
+        if self._token is not None:
+            raise RuntimeError("Context already entered. Context enter calls cannot be nested.")
+        parent = get_transaction()
+        if self.commit_mode is None:
+            self.commit_mode = parent.commit_mode if parent is not None else CommitMode.LAZY
+        level = self.isolation_level
+        if level is None:
+            inherited = parent.isolation_level if parent is not None else None
+            level = self.isolation_level = inherited or IsolationLevel.READ_COMMITTED
+        if (
+            self.store is not None
+            and self.key is not None
+            and not self.store.supports_isolation_level(level)
+        ):
+            raise ConfigurationError(
+                f"Isolation level {level.name} is not supported by provided "
+                "configuration. Please ensure you've provided a lock file directory or lock "
+                "manager when using the SERIALIZABLE isolation level."
+            )
+        self._parent = parent
+        self.state = TransactionState.ACTIVE
+        self.begin()
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._token is None:
+            raise RuntimeError("Transaction exited without being entered.")
+        if exc is not None:
+            self.rollback()
+            self.reset()
+            return
+        if self.commit_mode is CommitMode.EAGER:
+            self.commit()
+        if self._parent is not None:
+            self.reset()
+            return
+        if self.commit_mode is CommitMode.OFF:
+            self.rollback()
+        elif self.commit_mode is CommitMode.LAZY:
+            self.commit()
+        self.reset()
+
+    def begin(self) -> None:
+        """Take the key's lock under SERIALIZABLE, then see whether the key is already written.
+
+        The existence check comes after the lock, so of several transactions racing on a key,
+        the first computes and the others find its record.
+
+        Raises:
+            SelfDeadlockError: An ancestor of this transaction holds the lock on the same key.
+            LockTimeoutError: ``lock_timeout`` ran out before the lock was free.
+        """
+        store, key = self.store, self.key
+        if store is None or key is None:
+            return
+        if self.isolation_level is IsolationLevel.SERIALIZABLE:
+            self._refuse_self_deadlock(store, key)
+            lease = self.hold_timeout
+            if lease is None:
+                lease = get_settings().lock_hold_timeout
+            if not store.acquire_lock(
+                key, holder=self._holder, timeout=self.lock_timeout, hold_timeout=lease
+            ):
+                raise LockTimeoutError(
+                    f"Could not acquire the lock on key {key!r} within {self.lock_timeout:g} s: "
+                    "another transaction holds it."
+                )
+            self._lease = _Lease(store, key, self._holder, lease, self.logger)
+        if not self.overwrite and store.exists(key):
+            self.state = TransactionState.COMMITTED
+
+    def _refuse_self_deadlock(self, store: ResultStore, key: str) -> None:
+        ancestor = get_transaction()
+        while ancestor is not None:
+            if (
+                ancestor._lease is not None
+                and ancestor.key == key
+                and ancestor.store is not None
+                and ancestor.store.result_storage is store.result_storage
+                and ancestor.store.namespace == store.namespace
+            ):
+                raise SelfDeadlockError(
+                    f"{self!r} would wait forever for the lock on key {key!r}, which its own "
+                    f"ancestor {ancestor!r} holds until it commits. Use another key for the "
+                    "nested transaction, or READ_COMMITTED."
+                )
+            ancestor = ancestor.get_parent()
+
+    def read(self) -> ResultRecord[Any] | None:
+        """Read the key's record as this transaction's holder (never waiting on its own lock).
+
+        Returns None when the transaction has no store or key.
+        """
+        if self.store is None or self.key is None:
+            return None
+        return self.store.read(self.key, holder=self._holder)
+
+    def stage(
+        self,
+        value: Any,
+        on_rollback_hooks: list[Hook] | None = None,
+        on_commit_hooks: list[Hook] | None = None,
+    ) -> None:
+        """Stage ``value`` (and hooks) for commit; ignored if the transaction is committed
+        already (the key was found written at begin)."""
+        if self.state is TransactionState.COMMITTED:
+            return
+        self._staged_value = value
+        self.on_rollback_hooks.extend(on_rollback_hooks or [])
+        self.on_commit_hooks.extend(on_commit_hooks or [])
+        self.state = TransactionState.STAGED
+
+    def commit(self) -> bool:
+        """Commit children, run the commit hooks, then write the staged value (releasing the
+        lock in the same database transaction under SERIALIZABLE).
+
+        Committing without staging writes None, as Prefect does. A failure (a child's, a hook's,
+        or the write's) is logged and rolls the transaction back.
+
+        Returns:
+            True if this call committed; False if it was committed or rolled back before, or
+            the commit failed.
+        """
+        if self.state in (TransactionState.COMMITTED, TransactionState.ROLLED_BACK):
+            self._release_lock()
+            return False
+        try:
+            for child in self.children:
+                child.commit()
+            for hook in self.on_commit_hooks:
+                self._run_hook(hook, "commit")
+            if self.store is not None and self.key is not None and self.write_on_commit:
+                self._write_staged_value(self.store, self.key)
+            self.state = TransactionState.COMMITTED
+            self._release_lock()
+            return True
+        except SerializationError as exc:
+            self.logger.warning(
+                "Encountered an error while serializing result for transaction %r: %s. Code "
+                "execution will continue, but the transaction will not be committed.",
+                self.key,
+                exc,
+            )
+            self.rollback()
+            return False
+        except Exception:
+            self.logger.exception(
+                "An error was encountered while committing transaction %r", self.key
+            )
+            self.rollback()
+            return False
+
+    def _write_staged_value(self, store: ResultStore, key: str) -> None:
+        staged = self._staged_value
+        record = (
+            staged
+            if isinstance(staged, ResultRecord)
+            else store.create_result_record(staged, key=key)
+        )
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.stop()
+        try:
+            store.persist_result_record(record, holder=self._holder, release_lock=lease is not None)
+        except BaseException:
+            # Nothing was written and the lock is still ours: keep it until rollback releases it.
+            if lease is not None:
+                self._lease = lease.restart()
+            raise
+
+    def rollback(self) -> bool:
+        """Run the rollback hooks (newest first) and roll back the children.
+
+        A committed transaction never rolls back.
+
+        Returns:
+            True if this call rolled back; False if it was committed or rolled back before, or
+            a hook failed.
+        """
+        if self.state in (TransactionState.COMMITTED, TransactionState.ROLLED_BACK):
+            return False
+        try:
+            for hook in reversed(self.on_rollback_hooks):
+                self._run_hook(hook, "rollback")
+            self.state = TransactionState.ROLLED_BACK
+            for child in reversed(self.children):
+                child.rollback()
+            return True
+        except Exception:
+            self.logger.exception(
+                "An error was encountered while rolling back transaction %r", self.key
+            )
+            return False
+        finally:
+            self._release_lock()
+
+    def reset(self) -> None:
+        """Leave the context: hand this transaction to its parent and restore the parent as
+        current; a rolled-back transaction rolls its parent back."""
+        parent = self._parent
+        if parent is not None:
+            parent.add_child(self)
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if parent is not None and self.state is TransactionState.ROLLED_BACK:
+            parent.rollback()
+
+    def _release_lock(self) -> None:
+        """Release the lock if this transaction still holds it; never twice."""
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        lease.stop()
+        try:
+            lease.store.release_lock(lease.key, holder=self._holder)
+        except LockError as exc:
+            # Our lease ran out and another holder took the key: theirs now; leave it be.
+            self.logger.warning("Lock on key %r was lost before release: %s", lease.key, exc)
+
+    def _run_hook(self, hook: Hook, kind: str) -> None:
+        name = getattr(hook, "__name__", repr(hook))
+        log = getattr(hook, "log_on_run", True)
+        if log:
+            self.logger.info("Running %s hook %r", kind, name)
+        outcome = hook(self)
+        if inspect.isawaitable(outcome):
+            _run_coroutine(outcome)
+        if log:
+            self.logger.info("%s hook %r finished running successfully", kind.capitalize(), name)
+
+
+class _Lease:
+    """Keeps a SERIALIZABLE transaction's lock alive: renews it every third of the lease from a
+    daemon thread, until stopped. A process that dies stops renewing, and its key frees within
+    one lease."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        key: str,
+        holder: str,
+        seconds: float,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.holder = holder
+        self.seconds = seconds
+        self._logger = logger
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._renew_until_stopped, name=f"sqlresults-lease-{key[:40]}", daemon=True
+        )
+        self._thread.start()
+
+    def _renew_until_stopped(self) -> None:
+        while not self._stopped.wait(self.seconds / 3):
+            try:
+                renewed = self.store.renew_lock(self.key, self.holder, hold_timeout=self.seconds)
+            except Exception:
+                self._logger.warning("Could not renew the lock on key %r", self.key, exc_info=True)
+                continue
+            if not renewed:
+                self._logger.warning(
+                    "The lock on key %r was lost: its lease ran out and another holder took it.",
+                    self.key,
+                )
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def restart(self) -> _Lease:
+        return _Lease(self.store, self.key, self.holder, self.seconds, self._logger)
+
+
+def _run_coroutine(awaitable: Any) -> Any:
+    """Run an async hook to completion from synchronous code, in or out of an event loop."""
+
+    async def wrapper() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wrapper())
+    # A loop is running in this thread: run the hook on a fresh loop in a helper thread.
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(wrapper()))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+@contextmanager
+def transaction(
+    key: str | None = None,
+    store: ResultStore | None = None,
+    commit_mode: CommitMode | None = None,
+    isolation_level: IsolationLevel | None = None,
+    overwrite: bool = False,
+    write_on_commit: bool = True,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    *,
+    lock_timeout: float | None = None,
+    hold_timeout: float | None = None,
+) -> Iterator[Transaction]:
+    """Open a :class:`Transaction` for the block.
+
+    With a key and no store, the current run's store (or a default
+    :class:`~sqlresults.results.ResultStore`) is used. ``commit_mode`` and ``isolation_level``
+    default to the enclosing transaction's, else LAZY and READ_COMMITTED.
+
+    Yields:
+        The open transaction.
+    """
+    if key is not None and store is None:
+        store = get_result_store()
+    with Transaction(
+        key=key,
+        store=store,
+        commit_mode=commit_mode,
+        isolation_level=isolation_level,
+        overwrite=overwrite,
+        write_on_commit=write_on_commit,
+        logger=logger,
+        lock_timeout=lock_timeout,
+        hold_timeout=hold_timeout,
+    ) as txn:
+        yield txn

@@ -1,0 +1,465 @@
+"""Tests for sqlresults.database: URLs, connections, schema checks, busy retries and fork safety.
+
+Tests taking the ``backend`` fixture (directly or through ``database``/``database_url``) run on
+SQLite and PostgreSQL; those about SQLite itself build their own SQLite file and say so.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sqlite3
+import threading
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+
+from sqlresults import queries
+from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
+from sqlresults.errors import (
+    ConfigurationError,
+    SchemaOutOfDateError,
+    StorageUnavailableError,
+)
+from sqlresults.results import ResultStore, StoreStats
+from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE
+
+PASSWORD = "s3cret-pw"
+REMOTE_URL = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/db"
+
+# PRAGMA synchronous reports its level as a number.
+SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    """A path for a new SQLite file (created and migrated on first use)."""
+    return tmp_path / "sqlite-only.db"
+
+
+def lock_params(namespace: str, key: str, holder: str = "h") -> dict[str, Any]:
+    """Parameters of queries.lock_acquire (real clock, 60 s lease)."""
+    return {"ns": namespace, "key": key, "holder": holder, "hold": 60.0, "now": time.time()}
+
+
+class TestURLs:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            pytest.param("not a url", id="not-a-url"),
+            pytest.param("", id="empty"),
+            pytest.param("mysql://user@host/db", id="unsupported-database"),
+            pytest.param("postgresql+nosuchdriver://user@host/db", id="unknown-driver"),
+            pytest.param(f"postgresql+psycopg://user:{PASSWORD}@host:notaport/db", id="bad-port"),
+        ],
+    )
+    def test_unusable_url_is_a_configuration_error(self, url: str) -> None:
+        """A URL that cannot be parsed, names an unsupported database or driver, or has a bad
+        port raises ConfigurationError (a ValueError) that does not show the password."""
+        with pytest.raises(ConfigurationError) as caught:
+            Database(url)
+        assert PASSWORD not in str(caught.value)
+
+    def test_parse_url_turns_a_path_into_an_absolute_sqlite_url(self, tmp_path: Path) -> None:
+        """parse_url(Path) gives a SQLite URL to the absolute file; a URL passes through."""
+        url = parse_url(Path("relative.db"))
+        assert url.get_backend_name() == "sqlite"
+        assert url.database == str(tmp_path / "relative.db")
+        parsed = parse_url("sqlite:///x.db")
+        assert parse_url(parsed) is parsed
+
+    def test_url_property_is_a_sqlalchemy_url(self, tmp_path: Path) -> None:
+        """Database.url is the parsed SQLAlchemy URL of the database."""
+        database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+        assert isinstance(database.url, URL)
+        assert database.url.database == str(tmp_path / "x.db")
+
+    def test_passwords_never_shown(self) -> None:
+        """repr, display_url and str(url) mask the password; the engine still gets it."""
+        database = Database(REMOTE_URL)
+        for text in (repr(database), database.display_url, str(database.url)):
+            assert PASSWORD not in text
+            assert "***" in text
+            assert "127.0.0.1" in text
+        assert database.url.password == PASSWORD
+
+    def test_database_from_a_path(self, tmp_path: Path) -> None:
+        """Database(Path) opens (creating and migrating) that SQLite file."""
+        path = tmp_path / "sub" / "dir" / "results.db"
+        database = Database(path)
+        ResultStore(result_storage=database, namespace="ns").write(1, key="k")
+        assert path.is_file()
+        assert database.dialect.sqlite_path == path
+        assert database.schema_revision() == SCHEMA_REVISION
+        database.close()
+
+    def test_default_database_from_settings(self, tmp_path: Path) -> None:
+        """Database() uses the settings' URL: results.db in SQLRESULTS_HOME."""
+        assert Database().dialect.sqlite_path == tmp_path / "home" / "results.db"
+
+    def test_resolve_database_shares_by_url(self, tmp_path: Path) -> None:
+        """resolve_database gives one Database per URL (a path and its URL alike) and never
+        shares an in-memory database."""
+        path = tmp_path / "shared.db"
+        shared = resolve_database(f"sqlite:///{path}")
+        assert resolve_database(f"sqlite:///{path}") is shared
+        assert resolve_database(path) is shared
+        assert resolve_database(shared) is shared
+        assert resolve_database("sqlite://") is not resolve_database("sqlite://")
+        with pytest.raises(TypeError):
+            resolve_database(42)
+
+
+class TestMemoryDatabase:
+    @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+    def test_memory_database_is_shared_by_threads(self, url: str) -> None:
+        """An in-memory SQLite database shows the same data to every thread of the Database,
+        and to no other Database."""
+        database = Database(url)
+        store = ResultStore(result_storage=database, namespace="ns")
+        store.write("from main", key="main")
+        seen: list[Any] = []
+
+        def other_thread() -> None:
+            other = ResultStore(result_storage=database, namespace="ns")
+            seen.append(other.read("main").result)
+            other.write("from thread", key="thread")
+
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        assert seen == ["from main"]
+        assert store.read("thread").result == "from thread"
+        assert not ResultStore(result_storage=Database(url), namespace="ns").exists("main")
+
+
+class TestSchema:
+    def test_missing_schema_without_auto_migrate(self, empty_database_url: str) -> None:
+        """With auto_migrate=False an empty database is refused with SchemaOutOfDateError naming
+        `sqlresults migrate`, and nothing is created."""
+        database = Database(empty_database_url, auto_migrate=False)
+        store = ResultStore(result_storage=database, namespace="ns")
+        with pytest.raises(SchemaOutOfDateError, match="sqlresults migrate"):
+            store.exists("k")
+        with pytest.raises(SchemaOutOfDateError, match="sqlresults migrate"):
+            store.write(1, key="k")
+        assert database.schema_revision() is None
+        database.close()
+
+    @pytest.mark.parametrize("setting", [None, "true", "false"])
+    def test_auto_migrate_setting(
+        self,
+        backend: str,
+        empty_database_url: str,
+        setting: str | None,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """SQLRESULTS_AUTO_MIGRATE unset migrates SQLite but not PostgreSQL; true migrates both;
+        false neither."""
+        if setting is not None:
+            monkeypatch.setenv("SQLRESULTS_AUTO_MIGRATE", setting)
+        migrates = {None: backend == "sqlite", "true": True, "false": False}[setting]
+        database = Database(empty_database_url)
+        assert database.auto_migrate is migrates
+        store = ResultStore(result_storage=database, namespace="ns")
+        if migrates:
+            store.write("v", key="k")
+            assert store.read("k").result == "v"
+            assert database.schema_revision() == SCHEMA_REVISION
+        else:
+            with pytest.raises(SchemaOutOfDateError, match="sqlresults migrate"):
+                store.exists("k")
+            assert database.schema_revision() is None
+        database.close()
+
+    def test_explicit_auto_migrate_wins_over_the_setting(
+        self, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Database(auto_migrate=True) migrates even when SQLRESULTS_AUTO_MIGRATE=false."""
+        monkeypatch.setenv("SQLRESULTS_AUTO_MIGRATE", "false")
+        database = Database(empty_database_url, auto_migrate=True)
+        ResultStore(result_storage=database, namespace="ns").write(1, key="k")
+        assert database.schema_revision() == SCHEMA_REVISION
+        database.close()
+
+    def test_newer_schema_is_refused(self, empty_database_url: str) -> None:
+        """A database stamped with a revision this version does not know (a newer sqlresults
+        migrated it) is refused, even with auto-migration, with a message saying to upgrade
+        sqlresults; the stamp is left alone."""
+        setup = Database(empty_database_url, auto_migrate=True)
+        setup.ensure_schema()
+        with setup.engine.begin() as connection:
+            connection.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = 'ffffffffffff'")
+        setup.close()
+        database = Database(empty_database_url, auto_migrate=True)
+        with pytest.raises(SchemaOutOfDateError, match="Upgrade sqlresults") as caught:
+            ResultStore(result_storage=database, namespace="ns").exists("k")
+        assert "ffffffffffff" in str(caught.value)
+        assert database.schema_revision() == "ffffffffffff"
+        database.close()
+
+    def test_migrated_database_passes_the_check(self, database: Database) -> None:
+        """A database at head passes ensure_schema and reports its revision, stamped in
+        sqlresults' own version table."""
+        database.ensure_schema()
+        assert database.schema_revision() == SCHEMA_REVISION
+        with database.engine.connect() as connection:
+            sql = f"SELECT version_num FROM {VERSION_TABLE}"
+            rows = connection.exec_driver_sql(sql).fetchall()
+        assert [row[0] for row in rows] == [SCHEMA_REVISION]
+
+
+class TestSQLitePragmas:
+    @pytest.mark.parametrize("level", [None, "OFF", "NORMAL", "FULL", "EXTRA", "full"])
+    def test_wal_and_synchronous(
+        self, sqlite_path: Path, level: str | None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every SQLite connection runs in WAL mode with PRAGMA synchronous from
+        SQLRESULTS_SQLITE_SYNCHRONOUS (NORMAL by default; case-insensitive). SQLite-only."""
+        if level is not None:
+            monkeypatch.setenv("SQLRESULTS_SQLITE_SYNCHRONOUS", level)
+        database = Database(sqlite_path)
+        seen: list[tuple[str, int]] = []
+
+        def inspect_connection(connection: Any, _record: Any) -> None:
+            # Runs after sqlresults' own "connect" listener, registered when the engine was made.
+            journal = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            seen.append((journal, connection.execute("PRAGMA synchronous").fetchone()[0]))
+
+        event.listen(database.engine, "connect", inspect_connection)
+        ResultStore(result_storage=database, namespace="ns").write(1, key="k")
+        expected = SYNCHRONOUS_LEVELS[(level or "NORMAL").upper()]
+        assert seen
+        assert set(seen) == {("wal", expected)}
+        database.close()
+
+
+class TestForkSafety:
+    def test_child_process_uses_the_parents_store(self, store: ResultStore, tmp_path: Path) -> None:
+        """After fork() the child reads and writes through the parent's store on connections
+        of its own, and the parent keeps working after the child exits."""
+        store.write("from parent", key="parent")
+        assert store.read("parent").result == "from parent"
+        errors = tmp_path / "child-error.txt"
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() in a multi-threaded process (pytest-xdist's
+            # workers have threads); the child only uses sqlresults before it exits.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                assert store.read("parent").result == "from parent"
+                store.write("from child", key="child")
+                assert store.read("child").result == "from child"
+                assert store.exists("child")
+            except BaseException:
+                errors.write_text(traceback.format_exc())
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, errors.read_text()
+        assert store.read("child").result == "from child"
+        store.write("parent again", key="parent")
+        assert store.read("parent").result == "parent again"
+        assert store.stats().records == 2
+
+
+class TestThreads:
+    def test_many_threads_share_one_store(self, store: ResultStore) -> None:
+        """8 threads each writing and reading back 200 records on one store all succeed."""
+        threads_count, per_thread = 8, 200
+        failures: list[str] = []
+        start = threading.Barrier(threads_count)
+
+        def work(index: int) -> None:
+            try:
+                start.wait()
+                for item in range(per_thread):
+                    key = f"t{index}/{item}"
+                    store.write((index, item), key=key)
+                    if store.read(key).result != (index, item):
+                        failures.append(f"{key} read back wrong")
+            except Exception:
+                failures.append(traceback.format_exc())
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads_count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert failures == []
+        assert store.stats().records == threads_count * per_thread
+
+
+class TestTransaction:
+    def test_commit_returns_the_work_result(self, store: ResultStore) -> None:
+        """transaction() commits what work did and returns its result."""
+        database = store.result_storage
+
+        def work(transaction: WriteTransaction) -> int:
+            row = transaction.fetchone(queries.lock_acquire, lock_params(store.namespace, "k"))
+            assert row is not None
+            return int(row[0])
+
+        assert database.transaction(work) >= 1
+        assert store.is_lock_holder("k", "h")
+
+    def test_exception_rolls_back(self, store: ResultStore) -> None:
+        """An exception inside transaction() rolls back every statement and propagates."""
+        database = store.result_storage
+
+        class BoomError(Exception):
+            pass
+
+        def work(transaction: WriteTransaction) -> None:
+            transaction.fetchone(queries.lock_acquire, lock_params(store.namespace, "k"))
+            assert transaction.fetchone(queries.lock_renew, lock_params(store.namespace, "k"))
+            raise BoomError
+
+        with pytest.raises(BoomError):
+            database.transaction(work)
+        assert not store.is_locked("k")
+        assert store.acquire_lock("k", holder="other", timeout=0)
+
+    def test_execute_counts_changed_rows(self, store: ResultStore) -> None:
+        """WriteTransaction.execute and Database.execute return the number of rows changed,
+        for statements with RETURNING too."""
+        database = store.result_storage
+        database.fetchone(queries.lock_acquire, lock_params(store.namespace, "k"))
+        renewed = database.transaction(
+            lambda transaction: transaction.execute(
+                queries.lock_renew, lock_params(store.namespace, "k")
+            )
+        )
+        assert renewed == 1
+        assert database.execute(queries.lock_release, lock_params(store.namespace, "k")) == 1
+        assert database.execute(queries.lock_release, lock_params(store.namespace, "k")) == 0
+        assert not store.is_locked("k")
+
+    def test_close_keeps_the_database_usable(self, store: ResultStore) -> None:
+        """After close() the next operation reopens a connection."""
+        store.write(1, key="k")
+        store.result_storage.close()
+        assert store.read("k").result == 1
+
+    def test_now_follows_a_given_clock(self, database_url: str) -> None:
+        """Database.now() is the given clock's time (on PostgreSQL too)."""
+        database = Database(database_url, clock=lambda: 1_234_567_890.5)
+        assert database.now() == 1_234_567_890.5
+        database.close()
+
+
+def hold_write_lock(path: Path, locked: threading.Event, release: threading.Event) -> None:
+    """Hold SQLite's write lock on ``path`` (BEGIN IMMEDIATE on a raw connection) until
+    ``release`` is set."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait()
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+
+
+def busy_operations(store: ResultStore) -> dict[str, Any]:
+    """Two ways to write: a store write (one autocommit statement) and a transaction()."""
+    return {
+        "write": lambda: store.write("v", key="k"),
+        "transaction": lambda: store.result_storage.transaction(
+            lambda transaction: transaction.fetchone(
+                queries.lock_acquire, lock_params(store.namespace, "k")
+            )
+        ),
+    }
+
+
+def written(store: ResultStore, operation: str) -> bool:
+    """Whether the busy operation's change is in the database."""
+    return store.exists("k") if operation == "write" else store.is_locked("k")
+
+
+class TestBusySQLite:
+    @pytest.mark.parametrize("operation", ["write", "transaction"])
+    def test_write_waits_out_a_busy_database(self, sqlite_path: Path, operation: str) -> None:
+        """A write or transaction while another connection holds the write lock is retried and
+        completes after the lock is released (SQLite-only: PostgreSQL has no database-wide
+        write lock)."""
+        store = ResultStore(result_storage=Database(sqlite_path), namespace="ns")
+        assert not written(store, operation)
+        locked, release = threading.Event(), threading.Event()
+        events: list[str] = []
+        holder = threading.Thread(target=hold_write_lock, args=(sqlite_path, locked, release))
+        holder.start()
+        locked.wait()
+        releaser = threading.Timer(0.3, lambda: (events.append("released"), release.set()))
+        releaser.start()
+        try:
+            busy_operations(store)[operation]()
+            events.append("written")
+        finally:
+            release.set()
+            holder.join()
+            releaser.join()
+        assert events == ["released", "written"]
+        assert written(store, operation)
+
+    @pytest.mark.parametrize("operation", ["write", "transaction"])
+    def test_busy_timeout_gives_up(
+        self, sqlite_path: Path, operation: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With SQLRESULTS_BUSY_TIMEOUT=0.2 and the write lock held longer, a write or
+        transaction raises StorageUnavailableError naming the setting, and nothing is written
+        (SQLite-only)."""
+        monkeypatch.setenv("SQLRESULTS_BUSY_TIMEOUT", "0.2")
+        store = ResultStore(result_storage=Database(sqlite_path), namespace="ns")
+        assert store.result_storage.busy_timeout == 0.2
+        assert not written(store, operation)
+        locked, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=hold_write_lock, args=(sqlite_path, locked, release))
+        holder.start()
+        locked.wait()
+        try:
+            with pytest.raises(StorageUnavailableError, match="SQLRESULTS_BUSY_TIMEOUT"):
+                busy_operations(store)[operation]()
+            assert not written(store, operation)
+        finally:
+            release.set()
+            holder.join()
+        assert not written(store, operation)
+        assert store.stats() == StoreStats(records=0, payload_bytes=0, expired=0, locks_held=0)
+
+
+def public_queries() -> list[Any]:
+    """Every public statement factory of sqlresults.queries."""
+    return [
+        function
+        for name, function in inspect.getmembers(queries, inspect.isfunction)
+        if function.__module__ == queries.__name__ and not name.startswith("_")
+    ]
+
+
+class TestStatements:
+    def test_there_are_statements(self) -> None:
+        """The statement list covers the store's and the lock manager's operations."""
+        names = {function.__name__ for function in public_queries()}
+        assert {"record_exists", "record_read", "record_upsert", "lock_acquire"} <= names
+
+    @pytest.mark.parametrize("query", public_queries(), ids=lambda function: function.__name__)
+    def test_statement_compiles_without_constant_binds(
+        self, database: Database, query: Any
+    ) -> None:
+        """Every statement compiles for the backend's driver with named parameters only (a
+        Python constant would become an unbound anonymous parameter)."""
+        sql = database.sql(query)
+        assert isinstance(sql, str)
+        assert sql.strip()
+        assert "param_" not in sql
+        assert database.sql(query) is sql

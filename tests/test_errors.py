@@ -1,0 +1,122 @@
+"""Tests for sqlresults.errors: the exception tree and its messages."""
+
+from __future__ import annotations
+
+import pytest
+
+import sqlresults.errors as errors_module
+from sqlresults.errors import (
+    ConfigurationError,
+    IntegrityError,
+    InvalidArgumentError,
+    InvalidExpirationError,
+    InvalidKeyError,
+    LockError,
+    LockHeldByOtherError,
+    LockNotHeldError,
+    LockTimeoutError,
+    ReadOnlyStorageError,
+    RecordNotFoundError,
+    SchemaOutOfDateError,
+    SelfDeadlockError,
+    SerializationError,
+    SQLResultsError,
+    StorageError,
+    StorageUnavailableError,
+    UnknownSerializerError,
+)
+
+# The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtin
+# it also derives from (None: only the sqlresults parent).
+TREE: list[tuple[type[BaseException], type[BaseException], type[BaseException] | None]] = [
+    (InvalidArgumentError, SQLResultsError, ValueError),
+    (InvalidKeyError, InvalidArgumentError, ValueError),
+    (InvalidExpirationError, InvalidArgumentError, ValueError),
+    (RecordNotFoundError, SQLResultsError, KeyError),
+    (SerializationError, SQLResultsError, None),
+    (UnknownSerializerError, SerializationError, ValueError),
+    (IntegrityError, SQLResultsError, None),
+    (LockError, SQLResultsError, None),
+    (LockHeldByOtherError, LockError, RuntimeError),
+    (LockNotHeldError, LockError, ValueError),
+    (LockTimeoutError, LockError, TimeoutError),
+    (SelfDeadlockError, LockTimeoutError, TimeoutError),
+    (StorageError, SQLResultsError, None),
+    (SchemaOutOfDateError, StorageError, None),
+    (StorageUnavailableError, StorageError, OSError),
+    (ReadOnlyStorageError, StorageUnavailableError, PermissionError),
+    (ConfigurationError, SQLResultsError, ValueError),
+]
+
+# Builtins a caller might catch; an error must derive from exactly the ones the tree gives it.
+BUILTINS = [ValueError, KeyError, RuntimeError, TimeoutError, OSError, PermissionError]
+
+
+class TestTree:
+    def test_root(self) -> None:
+        """SQLResultsError is a plain Exception."""
+        assert SQLResultsError.__bases__ == (Exception,)
+
+    @pytest.mark.parametrize(
+        ("error", "parent", "builtin"), TREE, ids=[error.__name__ for error, _, _ in TREE]
+    )
+    def test_each_error_has_its_parent_and_builtin(
+        self,
+        error: type[BaseException],
+        parent: type[BaseException],
+        builtin: type[BaseException] | None,
+    ) -> None:
+        """Each error derives from its parent in the drawn tree and from its builtin, and from
+        no other builtin a caller might catch by mistake."""
+        assert issubclass(error, parent)
+        assert issubclass(error, SQLResultsError)
+        for other in BUILTINS:
+            expected = builtin is not None and issubclass(builtin, other)
+            assert issubclass(error, other) is expected, other
+
+    def test_tree_covers_every_exported_error(self) -> None:
+        """Every exception errors.py exports appears in the tree."""
+        exported = {getattr(errors_module, name) for name in errors_module.__all__}
+        assert exported == {error for error, _, _ in TREE} | {SQLResultsError}
+
+    def test_docstring_draws_every_error(self) -> None:
+        """The module docstring's tree names every exported exception."""
+        doc = errors_module.__doc__ or ""
+        for name in errors_module.__all__:
+            assert name in doc
+
+
+class TestMessages:
+    def test_lock_not_held_uses_prefects_message(self) -> None:
+        """LockNotHeldError says "No lock held by {holder} for transaction with key {key}"."""
+        error = LockNotHeldError("my-key", "host:1:2:MainThread")
+        assert str(error) == "No lock held by host:1:2:MainThread for transaction with key my-key"
+        assert (error.key, error.holder) == ("my-key", "host:1:2:MainThread")
+
+    def test_lock_held_by_other_uses_prefects_message(self) -> None:
+        """LockHeldByOtherError carries Prefect's write-refused message."""
+        error = LockHeldByOtherError("k/1")
+        assert str(error) == (
+            "Cannot write to result record with key k/1 because it is locked by another holder."
+        )
+        assert error.key == "k/1"
+
+    def test_record_not_found_str_has_no_quotes_around_it(self) -> None:
+        """str(RecordNotFoundError) is the plain message, not KeyError's quoted repr."""
+        error = RecordNotFoundError("my-key", "ns")
+        text = str(error)
+        assert text == "Result record 'my-key' in namespace 'ns' does not exist."
+        assert not text.startswith(('"', "'"))
+        assert (error.key, error.namespace, error.expired) == ("my-key", "ns", False)
+
+    def test_record_not_found_expired(self) -> None:
+        """An expired record's error says so and sets expired."""
+        error = RecordNotFoundError("k", expired=True)
+        assert error.expired
+        assert str(error) == "Result record 'k' has expired."
+        assert error.namespace is None
+
+    def test_record_not_found_is_caught_as_key_error(self) -> None:
+        """Code written against a mapping catches a missing record with except KeyError."""
+        with pytest.raises(KeyError):
+            raise RecordNotFoundError("k")

@@ -1,0 +1,163 @@
+"""Tests for sqlresults.settings: environment, .env file, defaults, secrets and caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sqlresults.settings import Settings, get_settings, hide_password
+
+PASSWORD = "s3cret"
+SECRET_URL = f"postgresql+psycopg://u:{PASSWORD}@h/db"
+SIGNING_KEY = "signing-key-that-must-stay-hidden"
+
+
+class TestSources:
+    def test_environment_variables_use_the_prefix(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Each field is read from SQLRESULTS_<FIELD>; unprefixed names are ignored."""
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", "from-env")
+        monkeypatch.setenv("SQLRESULTS_LOCK_HOLD_TIMEOUT", "12.5")
+        monkeypatch.setenv("SQLRESULTS_RESULTS_PERSIST_BY_DEFAULT", "true")
+        monkeypatch.setenv("SQLRESULTS_MEMORY_CACHE_SIZE", "7")
+        monkeypatch.setenv("NAMESPACE", "unprefixed")
+        settings = Settings()
+        assert settings.namespace == "from-env"
+        assert settings.lock_hold_timeout == 12.5
+        assert settings.results_persist_by_default is True
+        assert settings.memory_cache_size == 7
+
+    def test_dotenv_file_is_read(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A .env file in the working directory supplies settings the environment does not
+        set; the environment wins over it."""
+        (tmp_path / ".env").write_text(
+            "SQLRESULTS_NAMESPACE=from-dotenv\nSQLRESULTS_RESULTS_DEFAULT_SERIALIZER=json\n",
+            encoding="utf-8",
+        )
+        settings = Settings()
+        assert settings.namespace == "from-dotenv"
+        assert settings.results_default_serializer == "json"
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", "from-env")
+        settings = Settings()
+        assert settings.namespace == "from-env"
+        assert settings.results_default_serializer == "json"
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("SQLRESULTS_LOCK_HOLD_TIMEOUT", "0"),
+            ("SQLRESULTS_LOCK_HOLD_TIMEOUT", "-1"),
+            ("SQLRESULTS_BUSY_TIMEOUT", "0"),
+            ("SQLRESULTS_MEMORY_CACHE_SIZE", "-1"),
+            ("SQLRESULTS_SQLITE_SYNCHRONOUS", "SOMETIMES"),
+            ("SQLRESULTS_NAMESPACE", ""),
+            ("SQLRESULTS_AUTO_MIGRATE", "perhaps"),
+        ],
+    )
+    def test_invalid_values_are_refused(
+        self, name: str, value: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Out-of-range or mistyped values raise a validation error naming the field."""
+        monkeypatch.setenv(name, value)
+        field = name.removeprefix("SQLRESULTS_").lower()
+        with pytest.raises(ValidationError, match=field):
+            Settings()
+
+    def test_sqlite_synchronous_is_case_insensitive(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SQLRESULTS_SQLITE_SYNCHRONOUS=full is FULL."""
+        monkeypatch.setenv("SQLRESULTS_SQLITE_SYNCHRONOUS", "full")
+        assert Settings().sqlite_synchronous == "FULL"
+
+    def test_settings_are_frozen(self) -> None:
+        """Settings cannot be changed after construction."""
+        settings = Settings()
+        with pytest.raises(ValidationError):
+            settings.namespace = "changed"  # type: ignore[misc]
+
+
+class TestDefaults:
+    def test_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without variables: home ~/.sqlresults, namespace "default", no persistence by
+        default, pickle, a positive lock lease, auto-migration decided per dialect (None),
+        synchronous NORMAL, no signing key, no URL."""
+        monkeypatch.delenv("SQLRESULTS_HOME")
+        settings = Settings()
+        assert settings.home == Path.home() / ".sqlresults"
+        assert settings.namespace == "default"
+        assert settings.results_persist_by_default is False
+        assert settings.results_default_serializer == "pickle"
+        assert settings.tasks_refresh_cache is False
+        assert settings.tasks_default_persist_result is None
+        assert settings.lock_hold_timeout > 0
+        assert settings.busy_timeout > 0
+        assert settings.auto_migrate is None
+        assert settings.sqlite_synchronous == "NORMAL"
+        assert settings.signing_key is None
+        assert settings.database_url is None
+        assert settings.memory_cache_size == 1000
+
+    def test_default_url_is_results_db_in_home(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without SQLRESULTS_DATABASE_URL the URL is the SQLite file results.db in home."""
+        monkeypatch.delenv("SQLRESULTS_HOME")
+        assert Settings().url == f"sqlite:///{Path.home() / '.sqlresults' / 'results.db'}"
+
+    def test_home_moves_the_default_url(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SQLRESULTS_HOME moves the default file; ~ is expanded."""
+        monkeypatch.setenv("SQLRESULTS_HOME", str(tmp_path / "elsewhere"))
+        assert Settings().url == f"sqlite:///{tmp_path / 'elsewhere' / 'results.db'}"
+        monkeypatch.setenv("SQLRESULTS_HOME", "~/custom-home")
+        assert Settings().url == f"sqlite:///{Path.home() / 'custom-home' / 'results.db'}"
+
+    def test_database_url_wins_over_home(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SQLRESULTS_DATABASE_URL, when set, is the URL."""
+        monkeypatch.setenv("SQLRESULTS_DATABASE_URL", SECRET_URL)
+        assert Settings().url == SECRET_URL
+
+
+class TestSecrets:
+    def test_password_and_signing_key_never_shown(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """display_url masks the password; repr and str of Settings show neither the password
+        nor the signing key."""
+        monkeypatch.setenv("SQLRESULTS_DATABASE_URL", SECRET_URL)
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", SIGNING_KEY)
+        settings = Settings()
+        assert PASSWORD not in settings.display_url()
+        assert settings.display_url() == "postgresql+psycopg://u:***@h/db"
+        for text in (repr(settings), str(settings), repr(get_settings())):
+            assert PASSWORD not in text
+            assert SIGNING_KEY not in text
+        assert settings.signing_key is not None
+        assert settings.signing_key.get_secret_value() == SIGNING_KEY
+
+    def test_hide_password(self) -> None:
+        """hide_password masks the password, keeps a URL without one, and masks an
+        unparsable URL entirely."""
+        assert hide_password(SECRET_URL) == "postgresql+psycopg://u:***@h/db"
+        assert hide_password("sqlite:///x.db") == "sqlite:///x.db"
+        assert PASSWORD not in hide_password(f"::not a url {PASSWORD}")
+
+
+class TestGetSettings:
+    def test_cached_until_the_environment_changes(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """get_settings() returns the same object while SQLRESULTS_* variables stay the same,
+        and a new one reflecting a change (set, changed or removed)."""
+        first = get_settings()
+        assert get_settings() is first
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", "changed")
+        second = get_settings()
+        assert second is not first
+        assert second.namespace == "changed"
+        assert get_settings() is second
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", "changed again")
+        assert get_settings().namespace == "changed again"
+        monkeypatch.delenv("SQLRESULTS_NAMESPACE")
+        assert get_settings().namespace == "default"
+
+    def test_other_variables_do_not_rebuild(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Variables without the prefix leave the cached settings in place."""
+        first = get_settings()
+        monkeypatch.setenv("UNRELATED_VARIABLE", "x")
+        assert get_settings() is first
