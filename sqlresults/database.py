@@ -20,7 +20,6 @@ schema is upgraded when auto-migration is on and refused with :class:`SchemaOutO
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 
+from sqlresults.backoff import Backoff
 from sqlresults.dialects import Dialect, sqlite_file_url
 from sqlresults.errors import (
     ConfigurationError,
@@ -51,8 +51,7 @@ __all__ = ["Database", "WriteTransaction", "parse_url", "resolve_database"]
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
-# Backoff between retries of a busy database, in seconds: full jitter over an exponentially
-# growing window, so competing writers spread out instead of retrying in lockstep.
+# Backoff between retries of a busy database, in seconds (see sqlresults.backoff).
 _FIRST_BACKOFF = 0.0005
 _MAX_BACKOFF = 0.05
 
@@ -128,6 +127,7 @@ class Database:
                 f"sqlite:///file:sqlresults-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
             )
             self.dialect = Dialect(self._url)
+        self._identity = self._url.set(password=None).render_as_string(hide_password=False)
         if auto_migrate is None:
             auto_migrate = settings.auto_migrate
         if auto_migrate is None:
@@ -164,6 +164,11 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
+
+    def is_same_database(self, other: Database) -> bool:
+        """Whether ``other`` reaches the same database (the same URL, whatever the password),
+        even through another ``Database`` object with its own engine."""
+        return self is other or self._identity == other._identity
 
     # -- statements ------------------------------------------------------------------------
 
@@ -272,25 +277,21 @@ class Database:
 
     def _recover(self, exc: Exception, operation: Callable[[Any], T]) -> T:
         """Retry ``operation`` after a busy or dropped database, or translate ``exc``."""
-        started = time.monotonic()
-        deadline = started + self.busy_timeout
-        backoff = _FIRST_BACKOFF
+        wait = self._busy_backoff()
         reconnected = False
         while True:
             if isinstance(exc, SQLResultsError) or not self._is_driver_error(exc):
                 raise exc
             busy = self.dialect.is_busy(exc)
-            if busy and time.monotonic() < deadline:
-                time.sleep(random.uniform(0, backoff))
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+            if busy and not wait.expired():
+                wait.sleep()
             elif self.dialect.is_disconnect(exc) and not reconnected:
                 # A restarted server or a dropped network: every pooled connection is suspect,
                 # so start afresh once, then give up.
                 self._discard_connections()
                 reconnected = True
             else:
-                waited = time.monotonic() - started if busy else None
-                raise self.translate(exc, waited=waited) from exc
+                raise self.translate(exc, waited=wait.waited if busy else None) from exc
             try:
                 return self._attempt(operation)
             except Exception as retry_exc:
@@ -329,8 +330,7 @@ class Database:
     def _open_connection(self) -> Any:
         """Open (SQLite) or check out (PostgreSQL) a connection, retrying while the database is
         busy, and return SQLAlchemy's proxy for it."""
-        deadline = time.monotonic() + self.busy_timeout
-        backoff = _FIRST_BACKOFF
+        wait = self._busy_backoff()
         path = self.dialect.sqlite_path
         if path is not None and not self.dialect.read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,11 +339,15 @@ class Database:
                 return self.engine.raw_connection()
             except SQLAlchemyError as exc:
                 orig = getattr(exc, "orig", None) or exc
-                if self.dialect.is_busy(orig) and time.monotonic() < deadline:
-                    time.sleep(random.uniform(0, backoff))
-                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                busy = self.dialect.is_busy(orig)
+                if busy and not wait.expired():
+                    wait.sleep()
                     continue
-                raise self.translate(orig) from exc
+                raise self.translate(orig, waited=wait.waited if busy else None) from exc
+
+    def _busy_backoff(self) -> Backoff:
+        """How long and how often to retry while the database is busy."""
+        return Backoff(self.busy_timeout, first=_FIRST_BACKOFF, cap=_MAX_BACKOFF)
 
     def _discard_connections(self) -> None:
         proxy = getattr(self._local, "proxy", None)
@@ -471,8 +475,7 @@ class Database:
         Raises:
             StorageUnavailableError: The database stayed busy or cannot be reached.
         """
-        started = time.monotonic()
-        backoff = _FIRST_BACKOFF
+        wait = self._busy_backoff()
         with self.translate_errors():
             while True:
                 connection = self.engine.connect()
@@ -481,14 +484,11 @@ class Database:
                     break
                 except SQLAlchemyError as exc:
                     connection.close()
-                    orig = getattr(exc, "orig", None) or exc
-                    waited = time.monotonic() - started
-                    if not self.dialect.is_busy(orig):
+                    if not self.dialect.is_busy(getattr(exc, "orig", None) or exc):
                         raise
-                    if waited >= self.busy_timeout:
-                        raise self.translate(exc, waited=waited) from exc
-                    time.sleep(random.uniform(0, backoff))
-                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    if wait.expired():
+                        raise self.translate(exc, waited=wait.waited) from exc
+                    wait.sleep()
             with connection:
                 try:
                     yield connection

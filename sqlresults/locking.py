@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
-import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from sqlresults import queries
+from sqlresults.backoff import Backoff
 from sqlresults.database import Database, resolve_database
 from sqlresults.errors import LockNotHeldError
 from sqlresults.settings import get_settings
@@ -32,8 +31,8 @@ from sqlresults.validation import check_holder, check_key, check_timeout
 
 __all__ = ["IsolationLevel", "LockManager", "SQLLockManager"]
 
-# Polling between lock attempts, in seconds: full jitter over a window that doubles up to the cap.
-# The cap bounds how late a waiter notices a release.
+# Polling between lock attempts, in seconds (see sqlresults.backoff). The cap bounds how late a
+# waiter notices a release.
 _FIRST_POLL = 0.001
 _MAX_POLL = 0.05
 
@@ -169,8 +168,8 @@ class SQLLockManager:
             InvalidArgumentError: A bad key, holder or timeout.
             StorageUnavailableError: The database cannot be reached.
         """
-        attempt, deadline = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
-        return _poll(attempt, lambda: not self.is_locked(key), deadline)
+        attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
+        return _poll(attempt, lambda: not self.is_locked(key), wait)
 
     async def aacquire_lock(
         self,
@@ -180,8 +179,8 @@ class SQLLockManager:
         hold_timeout: float | None = None,
     ) -> bool:
         """Async form of :meth:`acquire_lock`; waiting does not block the event loop."""
-        attempt, deadline = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
-        return await _apoll(attempt, lambda: not self.is_locked(key), deadline)
+        attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
+        return await _apoll(attempt, lambda: not self.is_locked(key), wait)
 
     def _acquire_attempt(
         self,
@@ -189,22 +188,21 @@ class SQLLockManager:
         holder: str,
         acquire_timeout: float | None,
         hold_timeout: float | None,
-    ) -> tuple[Callable[[], bool], float | None]:
+    ) -> tuple[Callable[[], bool], Backoff]:
         params = {
             "ns": self.namespace,
             "key": check_key(key),
             "holder": check_holder(holder),
             "hold": self._lease(hold_timeout),
         }
-        timeout = check_timeout(acquire_timeout, "acquire_timeout")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = _lock_backoff(check_timeout(acquire_timeout, "acquire_timeout"))
         database = self.database
 
         def attempt() -> bool:
             params["now"] = database.clock()
             return database.fetchone(queries.lock_acquire, params) is not None
 
-        return attempt, deadline
+        return attempt, wait
 
     def _lease(self, hold_timeout: float | None) -> float:
         lease = check_timeout(hold_timeout, "hold_timeout")
@@ -271,14 +269,14 @@ class SQLLockManager:
             True if the key is free (now or within ``timeout``), False otherwise.
         """
         check_key(key)
-        deadline = _deadline(check_timeout(timeout, "timeout"))
-        return _poll(lambda: not self.is_locked(key), lambda: True, deadline)
+        wait = _lock_backoff(check_timeout(timeout, "timeout"))
+        return _poll(lambda: not self.is_locked(key), lambda: True, wait)
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Async form of :meth:`wait_for_lock`."""
         check_key(key)
-        deadline = _deadline(check_timeout(timeout, "timeout"))
-        return await _apoll(lambda: not self.is_locked(key), lambda: True, deadline)
+        wait = _lock_backoff(check_timeout(timeout, "timeout"))
+        return await _apoll(lambda: not self.is_locked(key), lambda: True, wait)
 
     def _params(self, key: str, holder: str) -> dict[str, Any]:
         return {
@@ -289,46 +287,34 @@ class SQLLockManager:
         }
 
 
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
+def _lock_backoff(timeout: float | None) -> Backoff:
+    return Backoff(timeout, first=_FIRST_POLL, cap=_MAX_POLL)
 
 
-def _poll(
-    attempt: Callable[[], bool], worth_trying: Callable[[], bool], deadline: float | None
-) -> bool:
-    """Call ``attempt`` until it succeeds or ``deadline`` (monotonic) passes.
+def _poll(attempt: Callable[[], bool], worth_trying: Callable[[], bool], wait: Backoff) -> bool:
+    """Call ``attempt`` until it succeeds or ``wait`` runs out.
 
-    Between attempts, sleep with jittered exponential backoff and only call ``attempt`` again
-    once ``worth_trying`` (a cheap read) says it may succeed: attempts may be writes, and
-    polling with writes would compete with real writers for SQLite's single write lock.
+    Between attempts, pause and only call ``attempt`` again once ``worth_trying`` (a cheap read)
+    says it may succeed: attempts may be writes, and polling with writes would compete with real
+    writers for SQLite's single write lock.
     """
     if attempt():
         return True
-    backoff = _FIRST_POLL
-    while deadline is None or time.monotonic() < deadline:
-        pause = random.uniform(backoff / 2, backoff)
-        if deadline is not None:
-            pause = min(pause, max(0.0, deadline - time.monotonic()))
-        time.sleep(pause)
-        backoff = min(backoff * 2, _MAX_POLL)
+    while not wait.expired():
+        wait.sleep()
         if worth_trying() and attempt():
             return True
     return False
 
 
 async def _apoll(
-    attempt: Callable[[], bool], worth_trying: Callable[[], bool], deadline: float | None
+    attempt: Callable[[], bool], worth_trying: Callable[[], bool], wait: Backoff
 ) -> bool:
     """Async form of :func:`_poll`: database calls run in a worker thread."""
     if await asyncio.to_thread(attempt):
         return True
-    backoff = _FIRST_POLL
-    while deadline is None or time.monotonic() < deadline:
-        pause = random.uniform(backoff / 2, backoff)
-        if deadline is not None:
-            pause = min(pause, max(0.0, deadline - time.monotonic()))
-        await asyncio.sleep(pause)
-        backoff = min(backoff * 2, _MAX_POLL)
+    while not wait.expired():
+        await asyncio.sleep(wait.next_pause())
         if await asyncio.to_thread(lambda: worth_trying() and attempt()):
             return True
     return False

@@ -84,19 +84,24 @@ def record_exists(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def record_read(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """The record's columns, the payload only when the caller needs it, and the lock holder.
+    """Exactly one row: the record's columns (all NULL when there is no record), the payload
+    only when the caller needs it, and the holder of the key's lock.
 
     Extra parameters: ``known_version`` (the version of a record the caller has deserialized in
     memory, or NULL) and ``include_expired`` (0 or 1). The payload comes back NULL when it would
     be wasted: the caller's copy is current, or the record has expired and will be refused. The
-    last column is the holder of an unexpired lock on the key (NULL when free), so a reader learns
-    whether it must wait without a second round trip.
+    last column is the holder of an unexpired lock on the key (NULL when free).
+
+    Record and lock come from one statement, i.e. one snapshot: a reader can never see "no
+    record" from before a holder's commit and "no lock" from after it, and give up on a key that
+    was being written.
     """
     expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
     skip_payload = or_(
         records.c.version == bindparam("known_version", type_=BigInteger()),
         and_(expired, bindparam("include_expired", type_=Integer()) == _ZERO),
     )
+    one_row = select(_ONE.label("one")).subquery("one_row")
     return select(
         case((skip_payload, null()), else_=records.c.payload),
         records.c.serializer,
@@ -108,7 +113,7 @@ def record_read(dialect: Dialect, now: ColumnElement[float]) -> Executable:
         select(locks.c.holder)
         .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.expires > now)
         .scalar_subquery(),
-    ).where(_record_is())
+    ).select_from(one_row.outerjoin(records, _record_is()))
 
 
 def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:

@@ -230,18 +230,16 @@ class ResultStore:
                 "include_expired": 1 if include_expired else 0,
             }
             row = database.fetchone(queries.record_read, params)
-            lock_holder = row[7] if row is not None else self._lock_holder(key)
-            if lock_holder is not None and lock_holder != (
-                holder or self.generate_default_holder()
-            ):
+            assert row is not None  # the statement always returns exactly one row
+            if self._must_wait_for_lock(key, row[7], holder):
                 self.lock_manager.wait_for_lock(key)
                 continue
-            if row is None:
-                self._forget(key)
-                raise RecordNotFoundError(key, self.namespace)
             break
         payload, spec, checksum, signature, expires, version, expired, _ = row
         del row  # the payload may be large: hold one reference, dropped before deserializing
+        if version is None:
+            self._forget(key)
+            raise RecordNotFoundError(key, self.namespace)
         if expired and not include_expired:
             self._forget(key)
             raise RecordNotFoundError(key, self.namespace, expired=True)
@@ -270,6 +268,18 @@ class ResultStore:
         """Async form of :meth:`read`."""
         holder = holder or self.generate_default_holder()
         return await asyncio.to_thread(self.read, key, holder, include_expired=include_expired)
+
+    def _must_wait_for_lock(self, key: str, lock_holder: str | None, holder: str | None) -> bool:
+        """Whether a reader must wait: someone other than ``holder`` has the key locked.
+
+        ``lock_holder`` came with the record, from the same snapshot; a foreign lock manager
+        (Prefect's protocol) is asked separately, as Prefect does.
+        """
+        if self._locks_in_database:
+            return lock_holder is not None and lock_holder != (
+                holder or self.generate_default_holder()
+            )
+        return self._held_by_other(key, holder or self.generate_default_holder())
 
     def _lock_holder(self, key: str) -> str | None:
         if isinstance(self.lock_manager, SQLLockManager):

@@ -90,6 +90,8 @@ class TransactionState(enum.Enum):
 
 Hook = Callable[["Transaction"], Any]
 
+_UNFINISHED = (TransactionState.ACTIVE, TransactionState.STAGED)
+
 _current: ContextVar[Transaction | None] = ContextVar("sqlresults_transaction", default=None)
 
 
@@ -295,21 +297,26 @@ class Transaction:
             self.state = TransactionState.COMMITTED
 
     def _refuse_self_deadlock(self, store: ResultStore, key: str) -> None:
+        """Raise if this transaction's own family holds the key's lock: an ancestor, or a LAZY
+        child an ancestor adopted (it keeps its lock until the outermost commit), would never
+        release it while this transaction waits (PrefectHQ/prefect#18600)."""
         ancestor = get_transaction()
         while ancestor is not None:
-            if (
-                ancestor._lease is not None
-                and ancestor.key == key
-                and ancestor.store is not None
-                and ancestor.store.result_storage is store.result_storage
-                and ancestor.store.namespace == store.namespace
-            ):
-                raise SelfDeadlockError(
-                    f"{self!r} would wait forever for the lock on key {key!r}, which its own "
-                    f"ancestor {ancestor!r} holds until it commits. Use another key for the "
-                    "nested transaction, or READ_COMMITTED."
-                )
+            for relative in ancestor._with_descendants():
+                lease = relative._lease
+                if lease is not None and lease.covers(store, key):
+                    raise SelfDeadlockError(
+                        f"{self!r} would wait forever for the lock on key {key!r}, which "
+                        f"{relative!r} in its own transaction tree holds until the outermost "
+                        "transaction commits. Use another key for the nested transaction, or "
+                        "READ_COMMITTED."
+                    )
             ancestor = ancestor.get_parent()
+
+    def _with_descendants(self) -> Iterator[Transaction]:
+        yield self
+        for child in self.children:
+            yield from child._with_descendants()
 
     def read(self) -> ResultRecord[Any] | None:
         """Read the key's record as this transaction's holder (never waiting on its own lock).
@@ -428,8 +435,18 @@ class Transaction:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
-        if parent is not None and self.state is TransactionState.ROLLED_BACK:
+        if parent is None:
+            return
+        if self.state is TransactionState.ROLLED_BACK:
             parent.rollback()
+        elif parent.state is TransactionState.ROLLED_BACK:
+            # Opened after its parent rolled back: nobody will roll it back later, and under
+            # SERIALIZABLE its lease would be renewed for as long as the process lives.
+            self.rollback()
+        elif parent.state is TransactionState.COMMITTED and self.state in _UNFINISHED:
+            # Opened after its parent committed (or under a parent that found its key written):
+            # the parent's commit is over, so this one commits now or never.
+            self.commit()
 
     def _release_lock(self) -> None:
         """Release the lock if this transaction still holds it; never twice."""
@@ -492,6 +509,15 @@ class _Lease:
                     self.key,
                 )
                 return
+
+    def covers(self, store: ResultStore, key: str) -> bool:
+        """Whether this lease is the lock ``store`` would need for ``key``: same key, same
+        namespace, same database (however the two stores were configured)."""
+        return (
+            self.key == key
+            and self.store.namespace == store.namespace
+            and self.store.result_storage.is_same_database(store.result_storage)
+        )
 
     def stop(self) -> None:
         self._stopped.set()
