@@ -132,6 +132,53 @@ class ResultRecord(BaseModel, Generic[R]):
         """``metadata.serializer``."""
         return self.metadata.serializer
 
+    @classmethod
+    def from_storage(
+        cls,
+        key: str,
+        result: Any,
+        serializer: Serializer,
+        expiration: datetime | None,
+        version: int | None,
+    ) -> ResultRecord[Any]:
+        """Build a persisted record from values the store has already checked.
+
+        The store calls this on every read and write. It sets exactly the attributes
+        ``model_construct`` sets, without its per-field bookkeeping, which costs more than the
+        database read of a small record (9 µs against 2 µs); a test keeps the two equivalent.
+
+        Args:
+            key: The storage key.
+            result: The result.
+            serializer: The serializer that wrote (or will write) the payload.
+            expiration: An aware UTC datetime, or None.
+            version: The stored row's version, or None if not stored yet.
+
+        Returns:
+            The record; persisted when ``version`` is given.
+        """
+        metadata = ResultRecordMetadata.__new__(ResultRecordMetadata)
+        _set_state(
+            metadata,
+            {
+                "storage_key": key,
+                "expiration": expiration,
+                "serializer": serializer,
+                "prefect_version": PREFECT_COMPAT_VERSION,
+                "storage_block_id": None,
+            },
+            _METADATA_FIELDS,
+            None,
+        )
+        record = cls.__new__(cls)
+        _set_state(
+            record,
+            {"metadata": metadata, "result": result},
+            _RECORD_FIELDS,
+            {"_persisted": version is not None, "_version": version},
+        )
+        return record
+
     def mark_persisted(self, version: int | None = None) -> None:
         """Record that this record is in storage.
 
@@ -316,3 +363,20 @@ def _load(serializer: Serializer, payload: bytes, *, prefect_format: bool) -> An
         raise SerializationError(
             f"Failed to deserialize the result with serializer {serializer.type!r}: {exc!r}"
         ) from exc
+
+
+_METADATA_FIELDS = frozenset(ResultRecordMetadata.model_fields)
+_RECORD_FIELDS = frozenset(ResultRecord.model_fields)
+
+
+def _set_state(
+    model: BaseModel,
+    fields: dict[str, Any],
+    fields_set: frozenset[str],
+    private: dict[str, Any] | None,
+) -> None:
+    # The four attributes BaseModel.model_construct sets on a new instance.
+    object.__setattr__(model, "__dict__", fields)
+    object.__setattr__(model, "__pydantic_fields_set__", set(fields_set))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", private)

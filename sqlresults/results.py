@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import hmac
 import os
-import secrets
+import random
 import socket
 import threading
 import uuid
@@ -47,7 +47,7 @@ from sqlresults.errors import (
     SerializationError,
 )
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
-from sqlresults.records import PREFECT_COMPAT_VERSION, ResultRecord, ResultRecordMetadata
+from sqlresults.records import ResultRecord
 from sqlresults.serializers import Serializer
 from sqlresults.settings import get_settings
 from sqlresults.validation import check_key, to_expiration
@@ -147,6 +147,7 @@ class ResultStore:
             if lock_manager is not None
             else SQLLockManager(self.result_storage, namespace=self.namespace)
         )
+        self._last_spec: tuple[Serializer | None, str] = (None, "")
         self.cache: LRUCache[str, ResultRecord[Any]] = (
             cache if cache is not None else default_cache()
         )
@@ -257,8 +258,8 @@ class ResultStore:
                 f"{serializer.type!r}: {type(exc).__name__}: {exc}"
             ) from exc
         del payload
-        record = _make_record(key, result, serializer, expires)
-        record.mark_persisted(version)
+        expiration = None if expires is None else datetime.fromtimestamp(expires, UTC)
+        record = ResultRecord.from_storage(key, result, serializer, expiration, version)
         self._remember(key, record)
         return record
 
@@ -289,7 +290,7 @@ class ResultStore:
     def _verify(
         self, key: str, spec: str, payload: bytes, checksum: int, signature: bytes | None
     ) -> None:
-        if zlib.crc32(payload) != checksum:
+        if _checksum(payload) != checksum:
             raise IntegrityError(
                 f"The payload of result record {key!r} fails its checksum: the stored bytes are "
                 "damaged or were changed outside sqlresults. Delete the record and recompute it."
@@ -342,7 +343,7 @@ class ResultStore:
         """
         key = check_key(key if key is not None else self.storage_key_fn())
         expires = to_expiration(expiration, self.result_storage.clock())
-        return _make_record(key, obj, self.serializer, expires)
+        return ResultRecord.from_storage(key, obj, self.serializer, expires, None)
 
     def write(
         self,
@@ -410,7 +411,7 @@ class ResultStore:
         key = check_key(metadata.storage_key)
         holder = holder or self.generate_default_holder()
         payload = result_record.serialize_result()
-        spec = metadata.serializer.spec_json()
+        spec = self._spec_json(metadata.serializer)
         if not self._locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
         database = self.result_storage
@@ -419,11 +420,12 @@ class ResultStore:
             "key": key,
             "payload": payload,
             "serializer": spec,
-            "checksum": zlib.crc32(payload),
+            "checksum": _checksum(payload),
             "signature": None if self._signing_key is None else self._sign(key, spec, payload),
             "size": len(payload),
             "expires": None if metadata.expiration is None else metadata.expiration.timestamp(),
-            "version": secrets.randbits(63),
+            # Unique, not secret: the random module is reseeded in forked children.
+            "version": random.getrandbits(63),
             "holder": holder,
             "now": database.clock(),
         }
@@ -454,6 +456,14 @@ class ResultStore:
         """Async form of :meth:`persist_result_record`."""
         holder = holder or self.generate_default_holder()
         await asyncio.to_thread(self.persist_result_record, result_record, holder)
+
+    def _spec_json(self, serializer: Serializer) -> str:
+        # Serializers are frozen, so the spec of the one used last can be reused as is.
+        last, spec = self._last_spec
+        if serializer is not last:
+            spec = serializer.spec_json()
+            self._last_spec = (serializer, spec)
+        return spec
 
     def _held_by_other(self, key: str, holder: str) -> bool:
         manager = self.lock_manager
@@ -662,10 +672,10 @@ class ResultStore:
         inside a running asyncio task (Prefect's format)."""
         thread = threading.current_thread()
         holder = f"{_HOSTNAME}:{os.getpid()}:{thread.ident}:{thread.name}"
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:  # no running event loop in this thread
-            task = None
+        # _get_running_loop() returns None outside a loop, where current_task() would raise:
+        # exceptions cost more than the rest of this function, which runs on every write.
+        loop = asyncio._get_running_loop()
+        task = None if loop is None else asyncio.current_task(loop)
         return holder if task is None else f"{holder}:{id(task)}"
 
     # -- memory cache ----------------------------------------------------------------------
@@ -683,21 +693,14 @@ class ResultStore:
 _HOSTNAME = socket.gethostname()
 
 
-def _make_record(
-    key: str, result: Any, serializer: Serializer, expires: float | datetime | None
-) -> ResultRecord[Any]:
-    if isinstance(expires, float | int):
-        expires = datetime.fromtimestamp(expires, UTC)
-    # model_construct: every field is already valid here, and validation would cost more than
-    # the database read itself on small records.
-    metadata = ResultRecordMetadata.model_construct(
-        storage_key=key,
-        expiration=expires,
-        serializer=serializer,
-        prefect_version=PREFECT_COMPAT_VERSION,
-        storage_block_id=None,
-    )
-    return ResultRecord.model_construct(metadata=metadata, result=result)
+def _checksum(payload: bytes) -> int:
+    """CRC-32 of the payload as a signed 32-bit integer.
+
+    Signed, so the stored integer keeps one width (SQLite stores values of 2**31 and above in 6
+    bytes, below in 4): a rewritten row that keeps its size can be overwritten in place.
+    """
+    crc = zlib.crc32(payload)
+    return crc - (1 << 32) if crc & 0x8000_0000 else crc
 
 
 # -- module functions (prefect.results) ------------------------------------------------------

@@ -412,3 +412,34 @@ class TestResultRecord:
         record.mark_persisted(2)
         assert not ResultRecord.deserialize(record.serialize()).is_persisted
         assert b"persisted" not in record.serialize()
+
+
+class TestFromStorage:
+    def test_equals_the_validated_record(self) -> None:
+        """ResultRecord.from_storage (the store's fast constructor) builds the same record as
+        validated construction: equal, same dump, same envelope, persisted with its version,
+        and still mutable through mark_persisted."""
+        expiration = datetime(2026, 11, 21, 4, 19, 16, 466564, tzinfo=UTC)
+        serializer = JSONSerializer()
+        fast = ResultRecord.from_storage("k/1", {"a": [1, 2]}, serializer, expiration, 7)
+        slow = ResultRecord(
+            metadata=ResultRecordMetadata(
+                storage_key="k/1", expiration=expiration, serializer=serializer
+            ),
+            result={"a": [1, 2]},
+        )
+        slow.mark_persisted(7)
+        assert fast == slow
+        assert fast.model_dump() == slow.model_dump()
+        assert fast.serialize() == slow.serialize()
+        assert fast.model_fields_set == slow.model_fields_set
+        # Every metadata field is given explicitly, as model_construct with all values would.
+        assert fast.metadata.model_fields_set == set(ResultRecordMetadata.model_fields)
+        assert (fast.is_persisted, fast.version) == (True, 7)
+        fast.mark_persisted(8)
+        assert fast.version == 8
+
+    def test_without_version_is_not_persisted(self) -> None:
+        """A record built for writing (no version yet) is not persisted."""
+        record = ResultRecord.from_storage("k", 1, PickleSerializer(), None, None)
+        assert (record.is_persisted, record.version) == (False, None)

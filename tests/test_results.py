@@ -1385,3 +1385,19 @@ class TestModuleFunctions:
         store = ResultStore(result_storage="postgresql+psycopg://u:s3cret@127.0.0.1:1/db")
         assert "s3cret" not in repr(store)
         assert "127.0.0.1" in repr(store)
+
+
+class TestSerializerReassignment:
+    def test_a_reassigned_serializer_is_recorded_with_its_own_spec(
+        self, store: ResultStore
+    ) -> None:
+        """The store reuses the spec of the serializer it used last; after `store.serializer` is
+        replaced, records are stored with the new serializer's spec and read back correctly."""
+        store.write({"n": 1}, key="first")
+        store.serializer = JSONSerializer()
+        store.write({"n": 2}, key="second")
+        store.cache.clear()
+        assert store.read("first").metadata.serializer.type == "pickle"
+        second = store.read("second")
+        assert second.metadata.serializer.type == "json"
+        assert second.result == {"n": 2}

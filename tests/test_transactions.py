@@ -830,14 +830,37 @@ class TestAtomicCommit:
         assert lock_free(store, "k")
         assert not store.exists("k")
 
-    def test_cache_hit_releases_the_lock(self, store: ResultStore) -> None:
-        """A SERIALIZABLE transaction that finds the record (begins committed) reads it as the
-        holder, without waiting on its own lock, and releases the lock at exit."""
+    def test_cache_hit_takes_no_lock(self, store: ResultStore) -> None:
+        """A SERIALIZABLE transaction that finds the record at begin is committed from the
+        start and will write nothing, so it takes no lock (a hit costs no write): the key stays
+        free throughout, the record reads back, and the key is free after exit."""
         store.write("cached", key="k")
         with transaction("k", store, isolation_level=SERIALIZABLE) as txn:
             assert txn.is_committed()
-            assert store.is_lock_holder("k", txn.holder)
+            assert lock_free(store, "k")
             assert txn.read().result == "cached"  # type: ignore[union-attr]
+        assert lock_free(store, "k")
+        assert store.read("k").result == "cached"
+
+    def test_miss_is_checked_again_under_the_lock(self, store: ResultStore) -> None:
+        """A SERIALIZABLE transaction that misses at first waits for the lock, then checks
+        again: if the holder wrote the key meanwhile, it begins committed and its stage is
+        ignored (double-checked locking)."""
+        assert store.acquire_lock("k", holder="other", timeout=0)
+        writer = threading.Timer(
+            0.2,
+            lambda: store.persist_result_record(
+                store.create_result_record("first", key="k"), holder="other", release_lock=True
+            ),
+        )
+        writer.start()
+        try:
+            with transaction("k", store, isolation_level=SERIALIZABLE, lock_timeout=30) as txn:
+                assert txn.is_committed()
+                txn.stage("second")
+        finally:
+            writer.join()
+        assert store.read("k").result == "first"
         assert lock_free(store, "k")
 
     def test_eager_serializable_child_releases_once(
