@@ -154,18 +154,23 @@ class ResultStore:
         self._cache_lock = threading.Lock()
         signing_key = settings.signing_key
         self._signing_key = None if signing_key is None else signing_key.get_secret_value().encode()
-        # A foreign lock manager (Prefect's protocol) keeps its locks elsewhere, so writes must
-        # ask it first, as Prefect does; our own is checked inside the write statement.
-        self._locks_in_database = (
-            isinstance(self.lock_manager, SQLLockManager)
-            and self.lock_manager.database is self.result_storage
-            and self.lock_manager.namespace == self.namespace
-        )
 
     def __repr__(self) -> str:
         return (
             f"ResultStore(result_storage={self.result_storage!r}, namespace={self.namespace!r}, "
             f"serializer={self.serializer.type!r})"
+        )
+
+    @property
+    def _locks_in_database(self) -> bool:
+        """Whether this store's locks are rows next to its records, so that writes and reads
+        check them in the same statement. A foreign lock manager (Prefect's protocol) keeps its
+        locks elsewhere and is asked separately, as Prefect does."""
+        manager = self.lock_manager
+        return (
+            isinstance(manager, SQLLockManager)
+            and manager.namespace == self.namespace
+            and manager.database.is_same_database(self.result_storage)
         )
 
     @property
@@ -432,14 +437,20 @@ class ResultStore:
         del payload
         if release_lock and self._locks_in_database:
 
-            def write_then_release(transaction: WriteTransaction) -> int:
+            def release_then_write(transaction: WriteTransaction) -> int:
+                # Release first. On PostgreSQL (READ COMMITTED) the DELETE locks the lock row, so
+                # a holder that took the key after our lease ran out has either committed (and
+                # the upsert, a new snapshot, sees its lock and refuses) or waits for our commit
+                # (and then finds the record). The other order would let it slip in between the
+                # upsert's snapshot and the release, and both would compute. If the upsert is
+                # refused, the rollback restores our lock row.
+                transaction.fetchone(queries.lock_release, params)
                 row = transaction.fetchone(queries.record_upsert, params)
                 if row is None:
                     raise LockHeldByOtherError(key)
-                transaction.fetchone(queries.lock_release, params)
                 return int(row[0])
 
-            version = database.transaction(write_then_release)
+            version = database.transaction(release_then_write)
         else:
             row = database.fetchone(queries.record_upsert, params)
             if row is None:
