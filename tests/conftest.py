@@ -108,6 +108,13 @@ def _postgres_migrated() -> str:
     return url
 
 
+@pytest.fixture
+def postgres_url(_postgres_migrated: str) -> str:
+    """URL of the shared, migrated test PostgreSQL database, for PostgreSQL-only tests (mark
+    them ``postgres``); use ``namespace`` to keep tests apart."""
+    return _postgres_migrated
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The database backend under test: "sqlite" or "postgresql"."""

@@ -21,6 +21,7 @@ import pytest
 from cachetools import LRUCache
 from conftest import FakeClock
 from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import make_url
 
 from sqlresults import queries
 from sqlresults.context import RunContext, run_context
@@ -1012,6 +1013,19 @@ class TestStorageConfiguration:
         with pytest.raises(StorageUnavailableError) as caught:
             store.write(1, key="k")
         assert "secret" not in str(caught.value)
+
+    @pytest.mark.postgres
+    def test_wrong_credentials_are_a_clear_error(self, postgres_url: str) -> None:
+        """Credentials the PostgreSQL server refuses (here a role that does not exist; the test
+        server trusts every existing one) raise StorageUnavailableError on first use, saying
+        why, without the password. PostgreSQL only: SQLite has no credentials."""
+        url = make_url(postgres_url).set(username="no_such_role", password="s3cret")
+        store = ResultStore(result_storage=url.render_as_string(hide_password=False))
+        with pytest.raises(StorageUnavailableError) as caught:
+            store.exists("k")
+        assert 'role "no_such_role" does not exist' in str(caught.value)
+        assert "s3cret" not in str(caught.value)
+        assert "***" in str(caught.value)
 
 
 # -- async twins ---------------------------------------------------------------------------------
