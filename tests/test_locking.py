@@ -19,6 +19,7 @@ from conftest import FakeClock
 from sqlalchemy import String, bindparam, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
+from threads import JOIN_TIMEOUT, join, run_in_thread
 
 from sqlresults import queries
 from sqlresults.database import Database
@@ -35,7 +36,6 @@ from sqlresults.results import ResultStore
 from sqlresults.schema import locks
 
 # Hang guard for threads that wait on a lock: generous, never a measurement.
-JOIN_TIMEOUT = 60.0
 
 
 def _lock_rows(dialect: Dialect, now: ColumnElement[float]) -> Executable:
@@ -62,17 +62,6 @@ def fence(manager: SQLLockManager, key: str) -> int | None:
         {"ns": manager.namespace, "key": key, "now": manager.database.clock()},
     )
     return None if row is None else int(row[1])
-
-
-def run_in_thread(target: Any, *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join(thread: threading.Thread) -> None:
-    thread.join(JOIN_TIMEOUT)
-    assert not thread.is_alive(), "hang guard: the thread is still waiting"
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import pytest
 from conftest import FakeClock
+from threads import JOIN_TIMEOUT, join, run_in_thread
 
 from sqlresults.database import Database
 from sqlresults.errors import (
@@ -44,7 +45,6 @@ from sqlresults.transactions import (
 
 SERIALIZABLE = IsolationLevel.SERIALIZABLE
 READ_COMMITTED = IsolationLevel.READ_COMMITTED
-JOIN_TIMEOUT = 60.0
 TXN_LOGGER = "sqlresults.transactions"
 
 
@@ -56,17 +56,6 @@ def stage_then_fail(txn: Transaction, value: Any = "never", **hooks: Any) -> NoR
     """A body that stages ``value`` (with ``hooks``) and then fails."""
     txn.stage(value, **hooks)
     raise BoomError
-
-
-def run_in_thread(target: Any, *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join(thread: threading.Thread) -> None:
-    thread.join(JOIN_TIMEOUT)
-    assert not thread.is_alive(), "hang guard: the thread is still waiting"
 
 
 def lock_free(store: ResultStore, *keys: str) -> bool:
