@@ -66,23 +66,27 @@ _inherited_connections: list[Any] = []
 class WriteTransaction:
     """Statements run inside one write transaction (see :meth:`Database.transaction`)."""
 
-    __slots__ = ("_connection", "_database")
+    __slots__ = ("_connection", "_database", "moved")
 
     def __init__(self, database: Database, connection: Any) -> None:
         self._database = database
         self._connection = connection
+        #: Parameters and rows that went over the connection (see Database._attempt).
+        self.moved: list[Any] = []
 
     def fetchone(self, query: Query, params: Mapping[str, Any]) -> Row | None:
         """Run ``query`` and return its first row, or None."""
         database = self._database
         cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
         row: Row | None = cursor.fetchone()
+        self.moved.append((params, row))
         return row
 
     def execute(self, query: Query, params: Mapping[str, Any]) -> int:
         """Run ``query`` and return the number of rows it changed."""
         database = self._database
         cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        self.moved.append(params)
         return _changed_rows(cursor)
 
 
@@ -141,6 +145,7 @@ class Database:
         self._statements: dict[Query, str] = {}
         self._per_thread = self.dialect.is_sqlite
         self.execute_options = self.dialect.execute_options()
+        self._buffer_limit = self.dialect.connection_buffer_limit()
         self._local = threading.local()
         self._schema_ready = False
         self._schema_lock = threading.Lock()
@@ -196,21 +201,21 @@ class Database:
         """
         sql = self._statements.get(query) or self.sql(query)
         options = self.execute_options
-        row: Row | None = self._run(lambda c: c.execute(sql, params, **options).fetchone())
+        row: Row | None = self._run(lambda c: c.execute(sql, params, **options).fetchone(), params)
         return row
 
     def fetchall(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
         """Run one statement in autocommit mode and return all its rows."""
         sql = self.sql(query)
         options = self.execute_options
-        rows: list[Row] = self._run(lambda c: c.execute(sql, params, **options).fetchall())
+        rows: list[Row] = self._run(lambda c: c.execute(sql, params, **options).fetchall(), params)
         return rows
 
     def execute(self, query: Query, params: Mapping[str, Any]) -> int:
         """Run one statement in autocommit mode and return the number of rows it changed."""
         sql = self.sql(query)
         options = self.execute_options
-        count: int = self._run(lambda c: _changed_rows(c.execute(sql, params, **options)))
+        count: int = self._run(lambda c: _changed_rows(c.execute(sql, params, **options)), params)
         return count
 
     def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
@@ -224,18 +229,21 @@ class Database:
             work: Called with a :class:`WriteTransaction`; its return value is returned.
         """
         begin = self.dialect.begin_write_sql()
+        moved: list[Any] = []
 
         def attempt(connection: Any) -> T:
+            transaction = WriteTransaction(self, connection)
+            moved.append(transaction.moved)
             connection.execute(begin)
             try:
-                result = work(WriteTransaction(self, connection))
+                result = work(transaction)
                 connection.execute("COMMIT")
             except BaseException:
                 _rollback_quietly(connection)
                 raise
             return result
 
-        return self._run(attempt)
+        return self._run(attempt, moved)
 
     def now(self) -> float:
         """The time that decides expiry and leases, in seconds since the epoch: the server's
@@ -253,13 +261,13 @@ class Database:
     # SQLite: one connection per thread, kept (checkout costs more than the statements).
     # PostgreSQL: one pooled connection per operation, so idle threads hold no server session.
 
-    def _run(self, operation: Callable[[Any], T]) -> T:
+    def _run(self, operation: Callable[[Any], T], params: Any = None) -> T:
         try:
-            return self._attempt(operation)
+            return self._attempt(operation, params)
         except Exception as exc:
-            return self._recover(exc, operation)
+            return self._recover(exc, operation, params)
 
-    def _attempt(self, operation: Callable[[Any], T]) -> T:
+    def _attempt(self, operation: Callable[[Any], T], params: Any = None) -> T:
         if self._per_thread:
             connection = getattr(self._local, "connection", None) or self._connection()
             return operation(connection)
@@ -267,15 +275,19 @@ class Database:
             self.ensure_schema()
         proxy = self._open_connection()
         try:
-            return operation(proxy.dbapi_connection)
+            result = operation(proxy.dbapi_connection)
         except Exception as exc:
             if self._is_driver_error(exc) and self.dialect.is_disconnect(exc):
                 proxy.invalidate()
             raise
+        else:
+            if _moves_more_than(self._buffer_limit, params, result):
+                proxy.invalidate()  # closed, not pooled: its buffers grew to the value's size
+            return result
         finally:
             proxy.close()
 
-    def _recover(self, exc: Exception, operation: Callable[[Any], T]) -> T:
+    def _recover(self, exc: Exception, operation: Callable[[Any], T], params: Any = None) -> T:
         """Retry ``operation`` after a busy or dropped database, or translate ``exc``."""
         wait = self._busy_backoff()
         reconnected = False
@@ -293,7 +305,7 @@ class Database:
             else:
                 raise self.translate(exc, waited=wait.waited if busy else None) from exc
             try:
-                return self._attempt(operation)
+                return self._attempt(operation, params)
             except Exception as retry_exc:
                 exc = retry_exc
 
@@ -623,6 +635,23 @@ def parse_url(url: str | URL | os.PathLike[str]) -> URL:
             f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
             "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
         ) from exc
+
+
+def _moves_more_than(limit: int | None, *values: Any) -> bool:
+    """Whether any bytes value among ``values`` (parameters, a row, rows) exceeds ``limit``."""
+    if limit is None:
+        return False
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, bytes | bytearray | memoryview):
+            if len(value) > limit:
+                return True
+        elif isinstance(value, tuple | list):
+            stack.extend(value)
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+    return False
 
 
 def _changed_rows(cursor: Any) -> int:

@@ -165,6 +165,15 @@ class Dialect:
         """
         return {} if self.is_sqlite else {"binary": True}
 
+    def connection_buffer_limit(self) -> int | None:
+        """Bytes a pooled connection may move in one value before it is closed, not reused.
+
+        libpq grows a connection's input and output buffers to the largest message it has
+        carried and never shrinks them, so a pooled PostgreSQL connection that once moved a
+        100 MB payload would keep 100 MB for as long as it lives. SQLite needs no limit.
+        """
+        return None if self.is_sqlite else 16 * 1024 * 1024
+
     def begin_write_sql(self) -> str:
         """The statement that opens a transaction which may write.
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlresults import queries
 from sqlresults.backoff import Backoff
 from sqlresults.database import Database, resolve_database
-from sqlresults.errors import LockNotHeldError
+from sqlresults.errors import InvalidArgumentError, LockNotHeldError
 from sqlresults.settings import get_settings
 from sqlresults.validation import check_holder, check_key, check_timeout
 
@@ -131,13 +131,16 @@ class SQLLockManager:
         settings = get_settings()
         self.database: Database = resolve_database(database)
         self.namespace = namespace if namespace is not None else settings.namespace
-        self.default_hold_timeout = check_timeout(
+        default = check_timeout(
             default_hold_timeout
             if default_hold_timeout is not None
             else settings.lock_hold_timeout,
             "default_hold_timeout",
             allow_none=False,
         )
+        if not default:
+            raise InvalidArgumentError("default_hold_timeout must be more than zero seconds.")
+        self.default_hold_timeout: float = default
 
     def __repr__(self) -> str:
         return f"SQLLockManager({self.database!r}, namespace={self.namespace!r})"
@@ -206,7 +209,14 @@ class SQLLockManager:
 
     def _lease(self, hold_timeout: float | None) -> float:
         lease = check_timeout(hold_timeout, "hold_timeout")
-        return self.default_hold_timeout if lease is None else lease  # type: ignore[return-value]
+        if lease is None:
+            return self.default_hold_timeout
+        if lease == 0:
+            raise InvalidArgumentError(
+                "hold_timeout must be more than zero seconds: a lock with no lease would be free "
+                "again the moment it was taken."
+            )
+        return lease
 
     # -- release and renew -----------------------------------------------------------------
 

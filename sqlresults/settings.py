@@ -13,8 +13,10 @@ import threading
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sqlresults.errors import ConfigurationError
 
 __all__ = ["Settings", "get_settings", "hide_password"]
 
@@ -144,7 +146,8 @@ def get_settings() -> Settings:
     The object is cached and rebuilt when any ``SQLRESULTS_*`` environment variable changes.
 
     Raises:
-        pydantic.ValidationError: An environment variable holds a value of the wrong type.
+        ConfigurationError: An environment variable holds a value of the wrong type or range;
+            the message names the variable.
     """
     global _cached
     fingerprint = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
@@ -152,6 +155,20 @@ def get_settings() -> Settings:
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     with _lock:
-        settings = Settings()
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            raise _configuration_error(exc) from None
         _cached = (fingerprint, settings)
         return settings
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    """Name each bad variable and what it needs, without echoing values (one may be secret)."""
+    problems = [
+        f"{ENV_PREFIX}{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+        for error in exc.errors()
+    ]
+    return ConfigurationError(
+        "Invalid sqlresults settings (from the environment or .env): " + "; ".join(problems)
+    )

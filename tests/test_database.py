@@ -463,3 +463,56 @@ class TestStatements:
         assert sql.strip()
         assert "param_" not in sql
         assert database.sql(query) is sql
+
+
+@pytest.mark.postgres
+class TestPooledConnectionBuffers:
+    """PostgreSQL only: the pool and libpq's never-shrinking buffers are PostgreSQL's; SQLite
+    connections are per thread and read payloads without such buffers."""
+
+    @staticmethod
+    def _backend_pid(database: Database) -> int:
+        # The pool is LIFO: the next checkout gets the connection the last operation used.
+        proxy = database.engine.raw_connection()
+        try:
+            return int(proxy.dbapi_connection.execute("SELECT pg_backend_pid()").fetchone()[0])
+        finally:
+            proxy.close()
+
+    def test_small_values_keep_the_connection(self, postgres_url: str, namespace: str) -> None:
+        """Operations on small values return their connection to the pool for reuse."""
+        database = Database(postgres_url)
+        store = ResultStore(result_storage=database, namespace=namespace)
+        store.write(b"x" * 1000, key="small")
+        before = self._backend_pid(database)
+        store.read("small")
+        store.write(b"y" * 1000, key="small")
+        assert self._backend_pid(database) == before
+        database.close()
+
+    @pytest.mark.parametrize("operation", ["write", "read", "serializable commit"])
+    def test_a_large_value_retires_its_connection(
+        self, postgres_url: str, namespace: str, operation: str
+    ) -> None:
+        """A connection that carried a value over 16 MiB (a write, a read, or the write inside
+        a SERIALIZABLE commit) is closed instead of pooled, so the process does not keep
+        libpq's grown buffers; the next operation gets a fresh connection."""
+        from sqlresults import IsolationLevel, transaction
+
+        database = Database(postgres_url, auto_migrate=False)
+        store = ResultStore(result_storage=database, namespace=namespace)
+        large = os.urandom(17 * 1024 * 1024)
+        if operation == "read":
+            store.write(large, key="big")
+        before = self._backend_pid(database)
+        if operation == "write":
+            store.write(large, key="big")
+        elif operation == "read":
+            store.cache.clear()
+            assert store.read("big").result == large
+        else:
+            with transaction("big", store, isolation_level=IsolationLevel.SERIALIZABLE) as txn:
+                txn.stage(large)
+            assert store.exists("big")  # small: checks out a connection without retiring it
+        assert self._backend_pid(database) != before
+        database.close()

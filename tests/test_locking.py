@@ -581,6 +581,8 @@ BAD_CALLS = {
     "acquire NaN timeout": lambda m: m.acquire_lock("k", "holder2", acquire_timeout=math.nan),
     "acquire negative hold": lambda m: m.acquire_lock("free", "holder2", hold_timeout=-1),
     "acquire negative hold, own key": lambda m: m.acquire_lock("k", "holder1", hold_timeout=-5),
+    "acquire zero hold": lambda m: m.acquire_lock("free", "holder2", hold_timeout=0),
+    "renew to a zero hold": lambda m: m.renew_lock("k", "holder1", hold_timeout=0),
     "release empty key": lambda m: m.release_lock("", "holder1"),
     "release empty holder": lambda m: m.release_lock("k", ""),
     "renew negative hold": lambda m: m.renew_lock("k", "holder1", hold_timeout=-1),
@@ -595,8 +597,8 @@ BAD_CALLS = {
 class TestBadInput:
     @pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
     def test_bad_input_raises_and_changes_nothing(self, manager: SQLLockManager, call: Any) -> None:
-        """DESIGN §4: an empty key or holder, or a negative timeout, raises
-        InvalidArgumentError (a ValueError) and changes nothing in the database."""
+        """DESIGN §4: an empty key or holder, a negative timeout, or a lease of zero seconds
+        raises InvalidArgumentError (a ValueError) and changes nothing in the database."""
         manager.acquire_lock("k", "holder1")
         before = lock_rows(manager)
         with pytest.raises(InvalidArgumentError):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from sqlresults.errors import ConfigurationError
 from sqlresults.settings import Settings, get_settings, hide_password
 
 PASSWORD = "s3cret"
@@ -161,3 +162,30 @@ class TestGetSettings:
         first = get_settings()
         monkeypatch.setenv("UNRELATED_VARIABLE", "x")
         assert get_settings() is first
+
+
+class TestInvalidValues:
+    def test_bad_variables_are_named_in_one_configuration_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """get_settings() with malformed variables raises ConfigurationError (a ValueError)
+        naming every bad variable and what it accepts, and echoes no value (a secret set next
+        to them, or the bad value itself, never appears)."""
+        monkeypatch.setenv("SQLRESULTS_LOCK_HOLD_TIMEOUT", "abc")
+        monkeypatch.setenv("SQLRESULTS_SQLITE_SYNCHRONOUS", "sometimes")
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", "topsecret")
+        with pytest.raises(ConfigurationError) as caught:
+            get_settings()
+        message = str(caught.value)
+        assert isinstance(caught.value, ValueError)
+        assert "SQLRESULTS_LOCK_HOLD_TIMEOUT" in message
+        assert "SQLRESULTS_SQLITE_SYNCHRONOUS" in message
+        assert "'NORMAL'" in message
+        assert "topsecret" not in message
+        assert "sometimes" not in message
+
+    def test_a_negative_lease_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A lease must be positive: SQLRESULTS_LOCK_HOLD_TIMEOUT=0 is a ConfigurationError."""
+        monkeypatch.setenv("SQLRESULTS_LOCK_HOLD_TIMEOUT", "0")
+        with pytest.raises(ConfigurationError, match="SQLRESULTS_LOCK_HOLD_TIMEOUT"):
+            get_settings()
