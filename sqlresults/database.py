@@ -256,6 +256,43 @@ class Database:
             return float(row[0])
         return self.clock()
 
+    @contextmanager
+    def wakeups(self, payload: str) -> Iterator[Callable[[float], None]]:
+        """A pause function for a waiter that ends early when ``payload`` is announced.
+
+        On PostgreSQL the waiter LISTENs (on a pooled connection, for the duration of the block)
+        for lock releases, so ``pause(seconds)`` returns as soon as the lock it waits for is
+        released. Elsewhere, or if listening fails, ``pause`` is ``time.sleep``: waiters poll.
+
+        Args:
+            payload: The announcement to wake up for
+                (:func:`~sqlresults.dialects.release_payload`).
+
+        Yields:
+            ``pause(seconds)``.
+        """
+        channel = self.dialect.release_channel
+        if channel is None:
+            yield time.sleep
+            return
+        try:
+            proxy = self._open_connection()
+            connection = proxy.dbapi_connection
+            connection.execute(f"LISTEN {channel}")
+        except Exception:  # listening is an optimisation; polling alone is still correct
+            yield time.sleep
+            return
+        dialect = self.dialect
+        try:
+            yield lambda seconds: dialect.wait_for_notification(connection, payload, seconds)
+        finally:
+            # UNLISTEN before the connection goes back to the pool; one that cannot is closed.
+            try:
+                connection.execute(f"UNLISTEN {channel}")
+            except Exception:
+                proxy.invalidate()
+            proxy.close()
+
     # -- connections -----------------------------------------------------------------------
     #
     # SQLite: one connection per thread, kept (checkout costs more than the statements).

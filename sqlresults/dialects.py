@@ -8,10 +8,11 @@ means; it never compares dialect names itself.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Double, Table, bindparam, func
+from sqlalchemy import Double, Table, bindparam, func, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
@@ -21,10 +22,12 @@ from sqlresults.errors import ConfigurationError
 
 __all__ = [
     "POSTGRESQL",
+    "RELEASE_CHANNEL",
     "SQLITE",
     "Dialect",
     "dialect_for",
     "payload_storage_ddl",
+    "release_payload",
     "sqlite_file_url",
 ]
 
@@ -39,6 +42,9 @@ MIN_SQLITE_VERSION = (3, 35, 0)
 # what gives SQLite peers their 0.2 to 2 s tails; our jittered retry in sqlresults.database polls
 # more finely (peers.md §5.1).
 SQLITE_BUSY_HANDLER_MS = 10
+
+# The PostgreSQL channel on which lock releases are announced (payload: release_payload()).
+RELEASE_CHANNEL = "sqlresults_lock_released"
 
 # A fixed key for pg_advisory_xact_lock, so concurrent `sqlresults migrate` runs queue up.
 _PG_MIGRATION_LOCK_ID = 0x5351_4C52_4553  # "SQLRES"
@@ -174,6 +180,28 @@ class Dialect:
         """
         return None if self.is_sqlite else 16 * 1024 * 1024
 
+    @property
+    def release_channel(self) -> str | None:
+        """The LISTEN/NOTIFY channel on which lock releases are announced, or None where the
+        database has no notifications (SQLite: waiters poll)."""
+        return None if self.is_sqlite else RELEASE_CHANNEL
+
+    def release_notice(self, payload: ColumnElement[str]) -> ColumnElement[Any] | None:
+        """A SQL expression that announces a release with ``payload`` on
+        :attr:`release_channel`, or None where there are no notifications."""
+        if self.release_channel is None:
+            return None
+        return func.pg_notify(literal_column(f"'{self.release_channel}'"), payload)
+
+    def wait_for_notification(self, dbapi_connection: Any, payload: str, seconds: float) -> None:
+        """Block up to ``seconds`` on a connection that LISTENs on :attr:`release_channel`,
+        returning early when a notification with ``payload`` arrives (others are skipped)."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            for notification in dbapi_connection.notifies(timeout=remaining, stop_after=1):
+                if notification.payload == payload:
+                    return
+
     def begin_write_sql(self) -> str:
         """The statement that opens a transaction which may write.
 
@@ -253,6 +281,16 @@ class Dialect:
 def _sqlstate(exc: BaseException) -> str | None:
     state = getattr(exc, "sqlstate", None)
     return state if isinstance(state, str) else None
+
+
+def release_payload(namespace: str, key: str) -> str:
+    """The notification payload announcing that the lock on ``key`` in ``namespace`` is free.
+
+    Must equal what :func:`sqlresults.queries.lock_release` sends (``namespace || '/' || key``).
+    A namespace containing ``/`` can make two payloads equal; a waiter woken by the wrong one
+    just checks the lock and waits again.
+    """
+    return f"{namespace}/{key}"
 
 
 def payload_storage_ddl(dialect_name: str) -> str | None:

@@ -12,7 +12,8 @@ managers (reference §5):
 - releasing checks the holder in the same statement, so a slow holder can never release the lock
   someone else took after its lease ran out;
 - ``acquire_timeout=0`` tries once; waiting polls with a read (which never blocks SQLite's
-  writer) and jittered exponential backoff, and takes the write lock only to acquire.
+  writer) and jittered exponential backoff, and takes the write lock only to acquire; on
+  PostgreSQL a release is announced with NOTIFY and waiters wake at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlresults import queries
 from sqlresults.backoff import Backoff
 from sqlresults.database import Database, resolve_database
+from sqlresults.dialects import release_payload
 from sqlresults.errors import InvalidArgumentError, LockNotHeldError
 from sqlresults.settings import get_settings
 from sqlresults.validation import check_holder, check_key, check_timeout
@@ -172,7 +174,7 @@ class SQLLockManager:
             StorageUnavailableError: The database cannot be reached.
         """
         attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
-        return _poll(attempt, lambda: not self.is_locked(key), wait)
+        return self._poll(key, attempt, lambda: not self.is_locked(key), wait)
 
     async def aacquire_lock(
         self,
@@ -280,13 +282,39 @@ class SQLLockManager:
         """
         check_key(key)
         wait = _lock_backoff(check_timeout(timeout, "timeout"))
-        return _poll(lambda: not self.is_locked(key), lambda: True, wait)
+        return self._poll(key, lambda: not self.is_locked(key), lambda: True, wait)
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Async form of :meth:`wait_for_lock`."""
         check_key(key)
         wait = _lock_backoff(check_timeout(timeout, "timeout"))
         return await _apoll(lambda: not self.is_locked(key), lambda: True, wait)
+
+    def _poll(
+        self,
+        key: str,
+        attempt: Callable[[], bool],
+        worth_trying: Callable[[], bool],
+        wait: Backoff,
+    ) -> bool:
+        """Call ``attempt`` until it succeeds or ``wait`` runs out.
+
+        Between attempts, pause (on PostgreSQL until the key's release is announced, at the
+        latest until the backoff's pause ends: a lease that runs out is announced by nobody)
+        and only call ``attempt`` again once ``worth_trying`` (a cheap read) says it may
+        succeed: attempts may be writes, and polling with writes would compete with real
+        writers for SQLite's single write lock.
+        """
+        if attempt():
+            return True
+        with self.database.wakeups(release_payload(self.namespace, key)) as pause:
+            # Check again once listening: a release between the first attempt and the LISTEN
+            # was announced to nobody.
+            while not (worth_trying() and attempt()):
+                if wait.expired():
+                    return False
+                pause(wait.next_pause())
+        return True
 
     def _params(self, key: str, holder: str) -> dict[str, Any]:
         return {
@@ -301,26 +329,11 @@ def _lock_backoff(timeout: float | None) -> Backoff:
     return Backoff(timeout, first=_FIRST_POLL, cap=_MAX_POLL)
 
 
-def _poll(attempt: Callable[[], bool], worth_trying: Callable[[], bool], wait: Backoff) -> bool:
-    """Call ``attempt`` until it succeeds or ``wait`` runs out.
-
-    Between attempts, pause and only call ``attempt`` again once ``worth_trying`` (a cheap read)
-    says it may succeed: attempts may be writes, and polling with writes would compete with real
-    writers for SQLite's single write lock.
-    """
-    if attempt():
-        return True
-    while not wait.expired():
-        wait.sleep()
-        if worth_trying() and attempt():
-            return True
-    return False
-
-
 async def _apoll(
     attempt: Callable[[], bool], worth_trying: Callable[[], bool], wait: Backoff
 ) -> bool:
-    """Async form of :func:`_poll`: database calls run in a worker thread."""
+    """Async form of :meth:`SQLLockManager._poll`: database calls run in a worker thread, and
+    pauses are plain sleeps (no LISTEN connection is held by a coroutine)."""
     if await asyncio.to_thread(attempt):
         return True
     while not wait.expired():

@@ -263,12 +263,22 @@ def lock_acquire(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def lock_release(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """Delete the lock row if ``holder`` holds it. Returns the fence, or no row."""
-    return (
+    """Delete the lock row if ``holder`` holds it. Returns the fence, or no row.
+
+    Where the database has notifications (PostgreSQL), the same statement announces the release
+    on :attr:`~sqlresults.dialects.Dialect.release_channel`; it is delivered when the release
+    commits, so waiters wake then instead of at their next poll.
+    """
+    released = (
         delete(locks)
         .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.holder == _holder)
         .returning(locks.c.fence)
     )
+    notice = dialect.release_notice(_ns.concat(literal_column("'/'")).concat(_key))
+    if notice is None:
+        return released
+    deleted = released.cte("released")
+    return select(deleted.c.fence, notice).select_from(deleted)
 
 
 def lock_renew(dialect: Dialect, now: ColumnElement[float]) -> Executable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 from threads import JOIN_TIMEOUT, join, run_in_thread
 
-from sqlresults import queries
+from sqlresults import locking, queries
 from sqlresults.database import Database
 from sqlresults.dialects import Dialect
 from sqlresults.errors import (
@@ -783,3 +784,50 @@ class TestStoreLocks:
         theirs_manager = theirs.lock_manager
         assert isinstance(theirs_manager, SQLLockManager)
         assert set(lock_rows(theirs_manager)) == {"dead"}
+
+
+@pytest.mark.postgres
+class TestReleaseNotifications:
+    """PostgreSQL only: SQLite has no LISTEN/NOTIFY, so its waiters poll (tested above)."""
+
+    def test_a_waiter_wakes_at_the_release_not_at_its_next_poll(
+        self, postgres_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With every poll pause stretched to a minute, a waiter blocked in
+        acquire_lock(timeout=None) still takes the lock once the holder releases it: the
+        release statement announces itself and the listening waiter wakes up (or, if the
+        release came before it listened, its check right after LISTEN finds the key free).
+        Without either it would sleep out its pause and the hang guard would fire."""
+        monkeypatch.setattr(locking, "_FIRST_POLL", 120.0)
+        monkeypatch.setattr(locking, "_MAX_POLL", 120.0)
+        manager = SQLLockManager(Database(postgres_url), namespace=namespace)
+        assert manager.acquire_lock("k", "holder1")
+        waiting = threading.Event()
+        taken: list[bool] = []
+
+        def waiter() -> None:
+            waiting.set()
+            taken.append(manager.acquire_lock("k", "holder2"))
+
+        thread = run_in_thread(waiter)
+        assert waiting.wait(JOIN_TIMEOUT)
+        time.sleep(0.2)  # let the waiter start waiting; either order is covered, never measured
+        manager.release_lock("k", "holder1")
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive(), "the waiter slept through the release announcement"
+        assert taken == [True]
+        assert manager.is_lock_holder("k", "holder2")
+
+    def test_a_release_of_another_key_does_not_wake_a_waiter(
+        self, postgres_url: str, namespace: str
+    ) -> None:
+        """The announcement names the namespace and key it frees: a waiter for another key
+        sleeps its whole pause through another key's release."""
+        database = Database(postgres_url)
+        manager = SQLLockManager(database, namespace=namespace)
+        manager.acquire_lock("other", "holder1")
+        with database.wakeups(f"{namespace}/mine") as pause:
+            manager.release_lock("other", "holder1")
+            started = time.monotonic()
+            pause(0.3)
+            assert time.monotonic() - started >= 0.25
