@@ -25,7 +25,6 @@ __all__ = [
     "RELEASE_CHANNEL",
     "SQLITE",
     "Dialect",
-    "dialect_for",
     "payload_storage_ddl",
     "release_payload",
     "sqlite_file_url",
@@ -307,12 +306,3 @@ def payload_storage_ddl(dialect_name: str) -> str | None:
 def sqlite_file_url(path: Path) -> URL:
     """The URL of the SQLite database in the file ``path``."""
     return URL.create(SQLITE, database=str(path))
-
-
-def dialect_for(url: URL) -> Dialect:
-    """Return the :class:`Dialect` of a parsed URL.
-
-    Raises:
-        ConfigurationError: The URL names a database sqlresults does not support.
-    """
-    return Dialect(url)

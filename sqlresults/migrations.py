@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlresults.errors import ConfigurationError, SchemaOutOfDateError
-from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE, metadata
+from sqlresults.schema import VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -310,8 +310,3 @@ def _include_object(
     if type_ == "table":
         return name is not None and name.startswith("sqlresults_") and name != VERSION_TABLE
     return True
-
-
-def expected_revision() -> str:
-    """The revision this version of sqlresults needs (no Alembic import)."""
-    return SCHEMA_REVISION

@@ -16,7 +16,7 @@ from conftest import postgres_server_url
 from sqlalchemy.engine import make_url
 
 from sqlresults.database import Database
-from sqlresults.dialects import Dialect, dialect_for
+from sqlresults.dialects import Dialect
 from sqlresults.errors import ConfigurationError
 
 CLASSIFIERS = ["is_busy", "is_read_only", "is_not_a_database", "is_missing_table", "is_disconnect"]
@@ -285,12 +285,8 @@ class TestURLFacts:
         """Any other database is refused with ConfigurationError naming it."""
         with pytest.raises(ConfigurationError, match=make_url(url).get_backend_name()):
             dialect(url)
-        with pytest.raises(ConfigurationError):
-            dialect_for(make_url(url))
 
-    def test_dialect_for(self) -> None:
-        """dialect_for returns the Dialect of a parsed URL."""
+    def test_dialect_keeps_its_url(self) -> None:
+        """A Dialect is built from a parsed URL and keeps it."""
         url = make_url("sqlite:///x.db")
-        found = dialect_for(url)
-        assert isinstance(found, Dialect)
-        assert found.url is url
+        assert Dialect(url).url is url
