@@ -15,6 +15,8 @@ dict::
     ├── LockError
     │   ├── LockHeldByOtherError     (RuntimeError)  write refused: another holder's lock
     │   ├── LockNotHeldError         (ValueError)    release by someone not holding it
+    │   │   └── LeaseLostError                       commit after the lease ran out and
+    │   │                                            the lock was taken or swept
     │   └── LockTimeoutError         (TimeoutError)  a lock wait ran out
     │       └── SelfDeadlockError                    would wait on its own ancestor's lock
     ├── StorageError
@@ -36,6 +38,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidExpirationError",
     "InvalidKeyError",
+    "LeaseLostError",
     "LockError",
     "LockHeldByOtherError",
     "LockNotHeldError",
@@ -131,6 +134,27 @@ class LockNotHeldError(LockError, ValueError):
         self.key = key
         self.holder = holder
         super().__init__(f"No lock held by {holder} for transaction with key {key}")
+
+
+class LeaseLostError(LockNotHeldError):
+    """A holder wrote (or committed) under a lock it no longer holds.
+
+    Its lease ran out and the lock row was taken by another holder, or swept, before the
+    write: writing now could overwrite newer work, so nothing is written. A transaction that
+    hits this rolls back (its rollback hooks run) and the error propagates.
+    """
+
+    def __init__(self, key: str, holder: str) -> None:
+        self.key = key
+        self.holder = holder
+        # LockNotHeldError's message is Prefect's and fixed; this one says what happened.
+        SQLResultsError.__init__(
+            self,
+            f"The lock on key {key!r} held by {holder} was lost: its lease ran out and the lock "
+            "was taken by another holder or swept before this write, so nothing was written. "
+            "Give the lock a longer hold_timeout, or keep renewing it (open transactions renew "
+            "theirs) while the work runs.",
+        )
 
 
 class LockTimeoutError(LockError, TimeoutError):

@@ -42,6 +42,8 @@ from sqlresults.dialects import Dialect
 from sqlresults.errors import (
     IntegrityError,
     InvalidArgumentError,
+    LeaseLostError,
+    LockError,
     LockHeldByOtherError,
     RecordNotFoundError,
     SerializationError,
@@ -190,7 +192,7 @@ class ResultStore:
             StorageUnavailableError: The database cannot be reached (never reported as False).
         """
         database = self.result_storage
-        params = {"ns": self.namespace, "key": check_key(key), "now": database.clock()}
+        params = {"ns": self.namespace, "key": check_key(key)}
         return database.fetchone(queries.record_exists, params) is not None
 
     async def aexists(self, key: str) -> bool:
@@ -231,7 +233,6 @@ class ResultStore:
             params = {
                 "ns": self.namespace,
                 "key": key,
-                "now": database.clock(),
                 "known_version": None if cached is None else cached.version,
                 "include_expired": 1 if include_expired else 0,
             }
@@ -417,9 +418,14 @@ class ResultStore:
         holder = holder or self.generate_default_holder()
         payload = result_record.serialize_result()
         spec = self._spec_json(metadata.serializer)
-        if not self._locks_in_database and self._held_by_other(key, holder):
+        locks_in_database = self._locks_in_database
+        if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
         database = self.result_storage
+        # The fence of the lock this holder took here, if any: the write is then allowed only
+        # while that lock is still the holder's (a lease that ran out and was re-taken, or
+        # swept, must not let a stale holder overwrite newer work).
+        fence = self._held_fence(key, holder) if locks_in_database else None
         params = {
             "ns": self.namespace,
             "key": key,
@@ -432,34 +438,68 @@ class ResultStore:
             # Unique, not secret: the random module is reseeded in forked children.
             "version": random.getrandbits(63),
             "holder": holder,
-            "now": database.clock(),
+            "fence": fence,
         }
         del payload
-        if release_lock and self._locks_in_database:
-
-            def release_then_write(transaction: WriteTransaction) -> int:
-                # Release first. On PostgreSQL (READ COMMITTED) the DELETE locks the lock row, so
-                # a holder that took the key after our lease ran out has either committed (and
-                # the upsert, a new snapshot, sees its lock and refuses) or waits for our commit
-                # (and then finds the record). The other order would let it slip in between the
-                # upsert's snapshot and the release, and both would compute. If the upsert is
-                # refused, the rollback restores our lock row.
-                transaction.fetchone(queries.lock_release, params)
-                row = transaction.fetchone(queries.record_upsert, params)
-                if row is None:
-                    raise LockHeldByOtherError(key)
-                return int(row[0])
-
-            version = database.transaction(release_then_write)
+        if release_lock and locks_in_database:
+            version = self._release_and_write(key, holder, params)
         else:
             row = database.fetchone(queries.record_upsert, params)
             if row is None:
-                raise LockHeldByOtherError(key)
+                raise self._refusal(key, holder, fence)
             version = int(row[0])
             if release_lock:
                 self.lock_manager.release_lock(key, holder)
         result_record.mark_persisted(version)
         self._remember(key, result_record)
+
+    def _release_and_write(self, key: str, holder: str, params: dict[str, Any]) -> int:
+        """Release ``holder``'s lock and write the record in one database transaction; return
+        the new version. Nothing happens unless the holder still has its lock row (with the
+        fence it was granted, when this process acquired it).
+
+        Raises:
+            LeaseLostError: The holder's lock is gone: taken by another holder after its lease
+                ran out, swept, or never taken.
+            LockHeldByOtherError: Another holder has the key locked and this one never held it.
+        """
+        fence = params["fence"]
+
+        def release_then_write(transaction: WriteTransaction) -> int | None:
+            # Release first. On PostgreSQL (READ COMMITTED) the DELETE locks the lock row, so a
+            # holder that took the key after our lease ran out has either committed (and the
+            # upsert, a new snapshot, sees its lock and refuses) or waits for our commit (and
+            # then finds the record). The other order would let it slip in between the upsert's
+            # snapshot and the release, and both would compute.
+            if transaction.fetchone(queries.lock_release, params) is None:
+                return None  # not our lock any more: write nothing
+            row = transaction.fetchone(queries.record_upsert, {**params, "fence": None})
+            if row is None:
+                raise LockHeldByOtherError(key)  # rolls back: our lock row is restored
+            return int(row[0])
+
+        version = self.result_storage.transaction(release_then_write)
+        manager = self.lock_manager
+        assert isinstance(manager, SQLLockManager)  # _locks_in_database
+        manager.forget_lock(key, holder)
+        if version is None:
+            raise self._refusal(key, holder, fence, released=True)
+        return version
+
+    def _refusal(
+        self, key: str, holder: str, fence: int | None, *, released: bool = False
+    ) -> LockError:
+        """The error for a write the database refused: the holder lost the lock it was
+        granted (``fence`` known, or it asked to release one), or another holder has it."""
+        if fence is None and (not released or self._lock_holder(key) not in (None, holder)):
+            return LockHeldByOtherError(key)
+        if isinstance(self.lock_manager, SQLLockManager):
+            self.lock_manager.forget_lock(key, holder)
+        return LeaseLostError(key, holder)
+
+    def _held_fence(self, key: str, holder: str) -> int | None:
+        manager = self.lock_manager
+        return manager.held_fence(key, holder) if isinstance(manager, SQLLockManager) else None
 
     async def apersist_result_record(
         self, result_record: ResultRecord[Any], holder: str | None = None
@@ -494,23 +534,28 @@ class ResultStore:
 
         Raises:
             LockHeldByOtherError: Another holder has an unexpired lock on the key.
+            LeaseLostError: ``holder`` took the key's lock here and lost it since (its lease
+                ran out and the lock was re-taken or swept): nothing is deleted.
             StorageUnavailableError: The database cannot be reached.
         """
+        key = check_key(key)
         holder = holder or self.generate_default_holder()
-        if not self._locks_in_database and self._held_by_other(check_key(key), holder):
+        locks_in_database = self._locks_in_database
+        if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
         database = self.result_storage
-        params = {
-            "ns": self.namespace,
-            "key": check_key(key),
-            "holder": holder,
-            "now": database.clock(),
-        }
+        fence = self._held_fence(key, holder) if locks_in_database else None
+        params = {"ns": self.namespace, "key": key, "holder": holder, "fence": fence}
         deleted = database.fetchone(queries.record_delete, params) is not None
         self._forget(key)
-        if not deleted and self._lock_holder(key) not in (None, holder):
+        if deleted:
+            return True
+        if fence is not None:
+            if database.fetchone(queries.lock_is_ours, params) is None:
+                raise self._refusal(key, holder, fence)
+        elif self._lock_holder(key) not in (None, holder):
             raise LockHeldByOtherError(key)
-        return deleted
+        return False
 
     async def adelete(self, key: str, holder: str | None = None) -> bool:
         """Async form of :meth:`delete`."""
@@ -532,7 +577,6 @@ class ResultStore:
                 "after": after,
                 "prefix": prefix or "",
                 "limit": _PAGE_SIZE,
-                "now": database.clock(),
             }
             page = database.fetchall(queries.record_keys, params)
             for (key,) in page:
@@ -555,7 +599,7 @@ class ResultStore:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}.")
         database = self.result_storage
-        params = {"ns": self.namespace, "limit": batch_size, "now": database.clock()}
+        params = {"ns": self.namespace, "limit": batch_size}
         total = 0
         while True:
             deleted = database.execute(queries.records_sweep, params)
@@ -572,9 +616,7 @@ class ResultStore:
         """Count the namespace's records, payload bytes, unswept expired records and held
         locks, in one query that reads no payload."""
         database = self.result_storage
-        row = database.fetchone(
-            queries.records_stats, {"ns": self.namespace, "now": database.clock()}
-        )
+        row = database.fetchone(queries.records_stats, {"ns": self.namespace})
         assert row is not None  # an aggregate always returns one row
         records, size, expired, locks_held = row
         return StoreStats(int(records), int(size), int(expired), int(locks_held))

@@ -47,6 +47,7 @@ from typing import Any
 
 from sqlresults.errors import (
     ConfigurationError,
+    LeaseLostError,
     LockError,
     LockTimeoutError,
     SelfDeadlockError,
@@ -257,20 +258,21 @@ class Transaction:
     ) -> None:
         if self._token is None:
             raise RuntimeError("Transaction exited without being entered.")
-        if exc is not None:
-            self.rollback()
+        try:
+            if exc is not None:
+                self.rollback()
+                return
+            if self.commit_mode is CommitMode.EAGER:
+                self.commit()
+            if self._parent is not None:
+                return  # the parent commits or rolls back this one
+            if self.commit_mode is CommitMode.OFF:
+                self.rollback()
+            elif self.commit_mode is CommitMode.LAZY:
+                self.commit()
+        finally:
+            # Also when a commit raises (LeaseLostError): the context must be restored.
             self.reset()
-            return
-        if self.commit_mode is CommitMode.EAGER:
-            self.commit()
-        if self._parent is not None:
-            self.reset()
-            return
-        if self.commit_mode is CommitMode.OFF:
-            self.rollback()
-        elif self.commit_mode is CommitMode.LAZY:
-            self.commit()
-        self.reset()
 
     def begin(self) -> None:
         """See whether the key is already written; if not, take its lock under SERIALIZABLE and
@@ -368,6 +370,13 @@ class Transaction:
         Returns:
             True if this call committed; False if it was committed or rolled back before, or
             the commit failed.
+
+        Raises:
+            LeaseLostError: This transaction's (or a child's) lease ran out and its lock was
+                taken or swept before the commit: nothing is written, the transaction rolls
+                back (its rollback hooks run), and the error propagates — unlike other commit
+                failures, which Prefect only logs — because the caller's result was not kept
+                and the record under the key is someone else's newer work.
         """
         if self.state in (TransactionState.COMMITTED, TransactionState.ROLLED_BACK):
             self._release_lock()
@@ -382,6 +391,9 @@ class Transaction:
             self.state = TransactionState.COMMITTED
             self._release_lock()
             return True
+        except LeaseLostError:
+            self.rollback()
+            raise
         except SerializationError as exc:
             self.logger.warning(
                 "Encountered an error while serializing result for transaction %r: %s. Code "
@@ -410,6 +422,8 @@ class Transaction:
             lease.stop()
         try:
             store.persist_result_record(record, holder=self._holder, release_lock=lease is not None)
+        except LeaseLostError:
+            raise  # nothing was written, and the lock is not ours to keep or release
         except BaseException:
             # Nothing was written and the lock is still ours: keep it until rollback releases it.
             if lease is not None:
@@ -521,7 +535,9 @@ class _Lease:
             return True
         if not renewed and not self.stopped:
             self._logger.warning(
-                "The lock on key %r was lost: its lease ran out and another holder took it.",
+                "The lock on key %r was lost: its lease ran out and another holder took it (or "
+                "it was swept). The transaction's commit will raise LeaseLostError and write "
+                "nothing.",
                 self.key,
             )
         return renewed
