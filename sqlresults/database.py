@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 
+from sqlresults import migrations
 from sqlresults.backoff import Backoff
 from sqlresults.dialects import Dialect, sqlite_file_url
 from sqlresults.errors import (
@@ -643,8 +644,6 @@ class Database:
             self._schema_ready = True
 
     def _bring_schema_up_to_date(self, revision: str | None) -> None:
-        from sqlresults import migrations
-
         if revision is not None and not migrations.is_known_revision(revision):
             raise migrations.newer_schema_error(self.display_url, revision)
         if not self.auto_migrate:

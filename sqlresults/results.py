@@ -20,14 +20,11 @@ one differs on purpose (DESIGN.md §2):
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import random
 import socket
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,14 +37,15 @@ from sqlresults.context import current_flow_run, current_task_run
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.dialects import Dialect
 from sqlresults.errors import (
-    IntegrityError,
     InvalidArgumentError,
     LeaseLostError,
     LockError,
     LockHeldByOtherError,
     RecordNotFoundError,
     SerializationError,
+    UnknownSerializerError,
 )
+from sqlresults.integrity import Signer, damaged_record_error, record_checksum, verify_record
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
 from sqlresults.records import ResultRecord
 from sqlresults.serializers import Serializer
@@ -155,7 +153,9 @@ class ResultStore:
         )
         self._cache_lock = threading.Lock()
         signing_key = settings.signing_key
-        self._signing_key = None if signing_key is None else signing_key.get_secret_value().encode()
+        self._signer = (
+            None if signing_key is None else Signer(signing_key.get_secret_value().encode())
+        )
 
     def __repr__(self) -> str:
         return (
@@ -252,8 +252,15 @@ class ResultStore:
             raise RecordNotFoundError(key, self.namespace, expired=True)
         if payload is None and cached is not None and cached.version == version:
             return cached
-        self._verify(key, spec, payload, checksum, signature)
-        serializer = Serializer.from_spec_json(spec)
+        namespace = self.namespace
+        verify_record(namespace, key, spec, expires, payload, checksum, signature, self._signer)
+        try:
+            serializer = Serializer.from_spec_json(spec)
+        except UnknownSerializerError:
+            raise
+        except ValueError as exc:
+            # Only a row written before the checksum covered the spec gets here damaged.
+            raise damaged_record_error(key, namespace) from exc
         try:
             result = serializer.loads(payload)
         except SerializationError:
@@ -292,41 +299,6 @@ class ResultStore:
         if isinstance(self.lock_manager, SQLLockManager):
             return self.lock_manager.lock_holder(key)
         return None
-
-    def _verify(
-        self, key: str, spec: str, payload: bytes, checksum: int, signature: bytes | None
-    ) -> None:
-        if _checksum(payload) != checksum:
-            raise IntegrityError(
-                f"The payload of result record {key!r} fails its checksum: the stored bytes are "
-                "damaged or were changed outside sqlresults. Delete the record and recompute it."
-            )
-        if self._signing_key is None:
-            return
-        if signature is None:
-            raise IntegrityError(
-                f"Result record {key!r} is not signed, and SQLRESULTS_SIGNING_KEY is set, so it "
-                "is refused unread. Rewrite it with the signing key set, or delete it."
-            )
-        if not hmac.compare_digest(signature, self._sign(key, spec, payload)):
-            raise IntegrityError(
-                f"The signature of result record {key!r} does not match: it was written with "
-                "another signing key or altered. It is refused unread."
-            )
-
-    def _sign(self, key: str, spec: str, payload: bytes) -> bytes:
-        """HMAC-SHA256 over namespace, key, serializer and payload.
-
-        Binding the key and serializer stops a signed payload from being replayed under
-        another key or decoded with another (e.g. pickle) serializer.
-        """
-        assert self._signing_key is not None
-        mac = hmac.new(self._signing_key, digestmod=hashlib.sha256)
-        for part in (self.namespace.encode(), key.encode(), spec.encode()):
-            mac.update(len(part).to_bytes(8, "big"))
-            mac.update(part)
-        mac.update(payload)
-        return mac.digest()
 
     # -- write -----------------------------------------------------------------------------
 
@@ -422,6 +394,7 @@ class ResultStore:
         if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
         database = self.result_storage
+        expires = None if metadata.expiration is None else metadata.expiration.timestamp()
         # The fence of the lock this holder took here, if any: the write is then allowed only
         # while that lock is still the holder's (a lease that ran out and was re-taken, or
         # swept, must not let a stale holder overwrite newer work).
@@ -431,10 +404,12 @@ class ResultStore:
             "key": key,
             "payload": payload,
             "serializer": spec,
-            "checksum": _checksum(payload),
-            "signature": None if self._signing_key is None else self._sign(key, spec, payload),
+            "checksum": record_checksum(self.namespace, key, spec, expires, payload),
+            "signature": None
+            if self._signer is None
+            else self._signer.sign(self.namespace, key, spec, expires, payload),
             "size": len(payload),
-            "expires": None if metadata.expiration is None else metadata.expiration.timestamp(),
+            "expires": expires,
             # Unique, not secret: the random module is reseeded in forked children.
             "version": random.getrandbits(63),
             "holder": holder,
@@ -744,16 +719,6 @@ class ResultStore:
 
 
 _HOSTNAME = socket.gethostname()
-
-
-def _checksum(payload: bytes) -> int:
-    """CRC-32 of the payload as a signed 32-bit integer.
-
-    Signed, so the stored integer keeps one width (SQLite stores values of 2**31 and above in 6
-    bytes, below in 4): a rewritten row that keeps its size can be overwritten in place.
-    """
-    crc = zlib.crc32(payload)
-    return crc - (1 << 32) if crc & 0x8000_0000 else crc
 
 
 # -- module functions (prefect.results) ------------------------------------------------------
