@@ -96,7 +96,12 @@ class SerializationError(SQLResultsError):
 
 class UnknownSerializerError(SerializationError, ValueError):
     """A serializer ``type`` string that no :class:`~sqlresults.serializers.Serializer` subclass
-    registered."""
+    registered.
+
+    Where a type is looked up (``Serializer(type=...)``, a spec, a pydantic field typed
+    ``Serializer``) the error raised is also pydantic's ``ValidationError``, located at
+    ``type``, because that is what Prefect raises there.
+    """
 
 
 class IntegrityError(SQLResultsError):
