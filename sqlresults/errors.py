@@ -10,7 +10,8 @@ dict::
     │   └── InvalidExpirationError                   naive datetime, or not a time at all
     ├── RecordNotFoundError          (KeyError)      no record, or only an expired one
     ├── SerializationError                           the serializer can't handle it
-    │   └── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    │   ├── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    │   └── InvalidEnvelopeError     (ValueError)    bytes that are no record envelope
     ├── IntegrityError                               bad checksum or signature; unsigned
     ├── LockError
     │   ├── LockHeldByOtherError     (RuntimeError)  write refused: another holder's lock
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "IntegrityError",
     "InvalidArgumentError",
+    "InvalidEnvelopeError",
     "InvalidExpirationError",
     "InvalidKeyError",
     "LeaseLostError",
@@ -99,7 +101,21 @@ class SerializationError(SQLResultsError):
 
 class UnknownSerializerError(SerializationError, ValueError):
     """A serializer ``type`` string that no :class:`~sqlresults.serializers.Serializer` subclass
-    registered."""
+    registered.
+
+    Where a type is looked up (``Serializer(type=...)``, a spec, a pydantic field typed
+    ``Serializer``) the error raised is also pydantic's ``ValidationError``, located at
+    ``type``, because that is what Prefect raises there.
+    """
+
+
+class InvalidEnvelopeError(SerializationError, ValueError):
+    """Bytes given as a result record's JSON envelope (or as its metadata document) are not
+    one: not JSON, the wrong shape, or invalid metadata.
+
+    A ``ValueError`` because Prefect raises pydantic's ``ValidationError`` (a ``ValueError``)
+    here, so code written for Prefect keeps catching it.
+    """
 
 
 class IntegrityError(SQLResultsError):

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_STORAGE_KEY_FN",
     "ResultStore",
     "StoreStats",
+    "aget_default_result_storage",
     "default_cache",
     "get_default_persist_setting",
     "get_default_persist_setting_for_tasks",
@@ -728,6 +729,15 @@ def get_default_result_storage() -> Database:
     """Return the default result database (``SQLRESULTS_DATABASE_URL``, else
     ``~/.sqlresults/results.db``), shared by every store in the process."""
     return resolve_database(None)
+
+
+async def aget_default_result_storage() -> Database:
+    """Async form of :func:`get_default_result_storage` (Prefect's name).
+
+    The first call builds the Database (and its engine) in a worker thread, so it never holds
+    up the event loop; later calls return the same shared Database.
+    """
+    return await asyncio.to_thread(get_default_result_storage)
 
 
 def resolve_result_storage(result_storage: Any) -> Database:

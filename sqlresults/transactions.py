@@ -123,6 +123,11 @@ class Transaction:
             None (default) waits as long as it takes, like Prefect.
         hold_timeout: The lock's lease in seconds (default ``SQLRESULTS_LOCK_HOLD_TIMEOUT``);
             renewed every third of it while the transaction is open.
+        state: The state to start in (Prefect's field; its tests build transactions in every
+            state). Entering makes any state ACTIVE, as in Prefect.
+
+    Raises:
+        ValueError: ``state`` is not a :class:`TransactionState` or the name of one.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class Transaction:
         *,
         lock_timeout: float | None = None,
         hold_timeout: float | None = None,
+        state: TransactionState = TransactionState.PENDING,
     ) -> None:
         self.key = key
         self.store = store
@@ -147,7 +153,7 @@ class Transaction:
         self.logger = logger if logger is not None else _default_logger
         self.lock_timeout = check_timeout(lock_timeout, "lock_timeout")
         self.hold_timeout = check_timeout(hold_timeout, "hold_timeout")
-        self.state = TransactionState.PENDING
+        self.state = TransactionState(state)
         self.children: list[Transaction] = []
         self.on_commit_hooks: list[Hook] = []
         self.on_rollback_hooks: list[Hook] = []

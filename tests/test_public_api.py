@@ -138,6 +138,7 @@ class TestTopLevelExports:
             "transaction",
             "IsolationLevel",
             "RecordNotFoundError",
+            "InvalidEnvelopeError",
             "Serializer",
             "Settings",
             "get_result_store",

@@ -46,6 +46,7 @@ from sqlresults.results import (
     DEFAULT_STORAGE_KEY_FN,
     ResultStore,
     StoreStats,
+    aget_default_result_storage,
     default_cache,
     get_default_persist_setting,
     get_default_persist_setting_for_tasks,
@@ -1400,6 +1401,19 @@ class TestModuleFunctions:
         """SQLRESULTS_DATABASE_URL names the default database."""
         monkeypatch.setenv("SQLRESULTS_DATABASE_URL", f"sqlite:///{tmp_path / 'team.db'}")
         assert get_default_result_storage().dialect.sqlite_path == tmp_path / "team.db"
+
+    def test_async_default_storage_is_the_shared_default(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """aget_default_result_storage (Prefect's async twin) returns the very Database
+        get_default_result_storage does, following SQLRESULTS_DATABASE_URL."""
+        database = asyncio.run(aget_default_result_storage())
+        assert database is get_default_result_storage()
+        assert database.dialect.sqlite_path == tmp_path / "home" / "results.db"
+        monkeypatch.setenv("SQLRESULTS_DATABASE_URL", f"sqlite:///{tmp_path / 'team.db'}")
+        assert asyncio.run(aget_default_result_storage()).dialect.sqlite_path == (
+            tmp_path / "team.db"
+        )
 
     def test_resolve_result_storage(self, tmp_path: Path) -> None:
         """A Database is returned as is; a URL string and a pathlib.Path give a Database on
