@@ -26,6 +26,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -176,6 +177,43 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
+
+    # -- crossing process boundaries -------------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the URL and the options, never a connection.
+
+        Process pools and Dask workers receive stores, lock managers and databases. The other
+        side gets the process's shared Database for the same URL and options (or a new one),
+        which connects on first use. The URL travels with its password: a pickle is as private
+        as the memory of the process that made it, and nothing here logs it.
+
+        Raises:
+            ConfigurationError: The database is an in-memory SQLite database, which exists in
+                this process only.
+        """
+        if self.dialect.is_memory:
+            raise ConfigurationError(
+                "An in-memory SQLite database lives in one process and cannot be sent to "
+                "another (pickled). Use a file (sqlite:///path/to/results.db) or PostgreSQL for "
+                "work that crosses processes."
+            )
+        clock = None if self.clock is time.time else self.clock
+        return (
+            _restore_database,
+            (
+                self._url.render_as_string(hide_password=False),
+                _Options(self.auto_migrate, self.busy_timeout, self._synchronous),
+                clock,
+            ),
+        )
+
+    def __copy__(self) -> Database:
+        # A Database is a handle on a shared resource: a copy would only split its connections.
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Database:
+        return self
 
     @property
     def identity(self) -> str:
@@ -659,8 +697,50 @@ class Database:
         self._schema_ready = False
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The settings a Database was built with, which travel with it when it is pickled."""
+
+    auto_migrate: bool
+    busy_timeout: float
+    sqlite_synchronous: str
+
+
 _shared_lock = threading.Lock()
-_shared_databases: dict[str, Database] = {}
+# Databases shared per process, by URL (password included) and options.
+_shared_databases: dict[tuple[str, _Options], Database] = {}
+
+
+def _open_database(
+    url: str | URL, options: _Options, clock: Callable[[], float] | None = None
+) -> Database:
+    settings = get_settings().model_copy(
+        update={
+            "busy_timeout": options.busy_timeout,
+            "sqlite_synchronous": options.sqlite_synchronous,
+        }
+    )
+    return Database(url, auto_migrate=options.auto_migrate, clock=clock, settings=settings)
+
+
+def _shared_database(url: URL, options: _Options) -> Database:
+    """The process's Database for ``url`` with ``options``, created on first use."""
+    name = url.render_as_string(hide_password=False)
+    with _shared_lock:
+        database = _shared_databases.get((name, options))
+        if database is None:
+            database = _shared_databases[(name, options)] = _open_database(url, options)
+        return database
+
+
+def _restore_database(
+    url: str, options: _Options, clock: Callable[[], float] | None = None
+) -> Database:
+    """Unpickle a Database (see :meth:`Database.__reduce__`): the shared one for its URL and
+    options, or, with a clock of its own, a new one."""
+    if clock is None:
+        return _shared_database(make_url(url), options)
+    return _open_database(url, options, clock)
 
 
 def resolve_database(value: Any = None) -> Database:
@@ -688,15 +768,18 @@ def resolve_database(value: Any = None) -> Database:
             f"file, not {type(value).__name__}: {value!r}."
         )
     url = parse_url(value)
+    dialect = Dialect(url)
     # In-memory databases are private to the Database that creates them; never share one.
-    if Dialect(url).is_memory:
+    if dialect.is_memory:
         return Database(url)
-    name = url.render_as_string(hide_password=False)
-    with _shared_lock:
-        database = _shared_databases.get(name)
-        if database is None:
-            database = _shared_databases[name] = Database(url)
-        return database
+    settings = get_settings()
+    auto_migrate = settings.auto_migrate
+    options = _Options(
+        auto_migrate=dialect.is_sqlite if auto_migrate is None else auto_migrate,
+        busy_timeout=settings.busy_timeout,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    return _shared_database(url, options)
 
 
 def parse_url(url: str | URL | os.PathLike[str]) -> URL:

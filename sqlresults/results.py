@@ -164,6 +164,25 @@ class ResultStore:
             f"serializer={self.serializer.type!r})"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a pickled store carries to another process: its database (URL and options),
+        serializer, namespace, lock manager, key function and signing key, but not the records
+        cached in memory (only the cache's size) and no lock or connection.
+
+        The signing key travels, so a worker signs and checks what its sender would, even where
+        ``SQLRESULTS_SIGNING_KEY`` is not set; a pickle is as private as process memory.
+        """
+        state = self.__dict__.copy()
+        del state["_cache_lock"]
+        state["_last_spec"] = (None, "")
+        state["cache"] = self.cache.maxsize
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["cache"] = LRUCache(maxsize=state["cache"])
+        self.__dict__.update(state)
+        self._cache_lock = threading.Lock()
+
     @property
     def _locks_in_database(self) -> bool:
         """Whether this store's locks are rows next to its records, so that writes and reads

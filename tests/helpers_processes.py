@@ -35,6 +35,8 @@ __all__ = [
     "check_value",
     "make_value",
     "read_big_value_until_stopped",
+    "use_pickled_lock_manager",
+    "use_pickled_store",
     "work_in_forked_child",
     "write_own_and_shared_keys",
 ]
@@ -186,3 +188,30 @@ def work_in_forked_child(store: ResultStore, prefix: str, count: int, queue: Any
 
     _report(queue, f"child-{os.getpid()}", work)
     sys.stdout.flush()
+
+
+def use_pickled_store(store: ResultStore, key: str, value: Any) -> dict[str, Any]:
+    """In a spawned worker, with a store that came over as a pickle: read ``key`` (written by
+    the parent), then write ``value`` under ``key + "/child"``.
+
+    Returns what the worker saw: the parent's value, the store's repr, its namespace and
+    serializer type, whether its lock manager shares its database, and the pid.
+    """
+    parent_value = store.read(key).result
+    store.write(value, f"{key}/child")
+    return {
+        "parent_value": parent_value,
+        "repr": repr(store),
+        "namespace": store.namespace,
+        "serializer": store.serializer.type,
+        "shares_database": store.lock_manager.database is store.result_storage,  # type: ignore[attr-defined]
+        "cache_size": store.cache.maxsize,
+        "cached": len(store.cache),
+        "pid": os.getpid(),
+    }
+
+
+def use_pickled_lock_manager(manager: Any, key: str, holder: str) -> bool:
+    """In a spawned worker, with a lock manager that came over as a pickle: take ``key``'s
+    lock for ``holder`` without waiting, and say whether it was taken."""
+    return bool(manager.acquire_lock(key, holder, acquire_timeout=0, hold_timeout=600))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 import sqlite3
 import threading
 import traceback
@@ -114,6 +115,84 @@ class TestURLs:
         assert resolve_database("sqlite://") is not resolve_database("sqlite://")
         with pytest.raises(TypeError):
             resolve_database(42)
+
+
+class TestPickling:
+    """Databases cross process boundaries as their URL and options (issue: "stores can't
+    cross a process boundary")."""
+
+    def test_round_trip_reaches_the_same_database(self, database: Database) -> None:
+        """A pickled Database unpickles to one on the same URL that works: it reconnects on
+        first use (before the fix: "cannot pickle '_thread._local'")."""
+        restored = pickle.loads(pickle.dumps(database))
+        assert restored.is_same_database(database)
+        assert restored.display_url == database.display_url
+        assert restored.now() > 0
+
+    def test_unpickled_databases_are_shared(self, tmp_path: Path) -> None:
+        """Unpickling the same database twice in a process gives the process's shared Database
+        (one engine and one connection per thread, however many stores arrive)."""
+        shared = resolve_database(f"sqlite:///{tmp_path / 'shared.db'}")
+        first = pickle.loads(pickle.dumps(shared))
+        assert first is shared
+        assert pickle.loads(pickle.dumps(shared)) is first
+
+    def test_options_travel(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """busy_timeout, SQLite's synchronous level and auto_migrate travel with the database,
+        whatever the receiving process's own settings say."""
+        monkeypatch.setenv("SQLRESULTS_BUSY_TIMEOUT", "7.5")
+        monkeypatch.setenv("SQLRESULTS_SQLITE_SYNCHRONOUS", "FULL")
+        database = Database(f"sqlite:///{tmp_path / 'opts.db'}", auto_migrate=False)
+        data = pickle.dumps(database)
+        monkeypatch.delenv("SQLRESULTS_BUSY_TIMEOUT")
+        monkeypatch.delenv("SQLRESULTS_SQLITE_SYNCHRONOUS")
+        restored = pickle.loads(data)
+        assert restored.busy_timeout == 7.5
+        assert restored.auto_migrate is False
+        assert pickle.loads(pickle.dumps(restored)).busy_timeout == 7.5
+        seen: list[int] = []
+
+        def inspect_connection(connection: Any, _record: Any) -> None:
+            seen.append(connection.execute("PRAGMA synchronous").fetchone()[0])
+
+        event.listen(restored.engine, "connect", inspect_connection)
+        with pytest.raises(SchemaOutOfDateError):  # auto_migrate=False travelled too
+            restored.ensure_schema()
+        assert seen == [SYNCHRONOUS_LEVELS["FULL"]]
+
+    def test_a_given_clock_travels(self, tmp_path: Path) -> None:
+        """A database with a clock of its own (a test's fake clock) is restored with that clock,
+        as a Database of its own."""
+        from conftest import FakeClock
+
+        database = Database(f"sqlite:///{tmp_path / 'clocked.db'}", clock=FakeClock(123.0))
+        restored = pickle.loads(pickle.dumps(database))
+        assert restored.clock() == 123.0
+        assert restored is not database
+
+    def test_password_is_never_shown_by_the_restored_database(self) -> None:
+        """The password travels inside the pickle (it is needed to connect) but the restored
+        Database's repr and display URL mask it, as the original's do."""
+        database = Database("postgresql+psycopg://app:hunter2-secret@db.invalid/results")
+        restored = pickle.loads(pickle.dumps(database))
+        assert restored.url.password == "hunter2-secret"
+        assert "hunter2-secret" not in repr(restored)
+        assert "hunter2-secret" not in restored.display_url
+
+    def test_memory_database_refuses_to_travel(self) -> None:
+        """An in-memory database exists in one process: pickling it is a ConfigurationError
+        that says to use a file, not a TypeError about thread locals."""
+        with pytest.raises(ConfigurationError, match="in-memory SQLite database"):
+            pickle.dumps(Database("sqlite://"))
+
+    def test_copies_are_the_same_handle(self) -> None:
+        """copy and deepcopy of a Database (for instance inside a copied store) give the same
+        handle, in-memory databases included: copying a connection handle splits nothing."""
+        import copy
+
+        database = Database("sqlite://")
+        assert copy.copy(database) is database
+        assert copy.deepcopy(database) is database
 
 
 class TestMemoryDatabase:

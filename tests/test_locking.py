@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
+import pickle
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FakeClock
+from helpers_processes import use_pickled_lock_manager
 from sqlalchemy import String, bindparam, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
@@ -983,3 +987,25 @@ class TestReleaseNotifications:
             started = time.monotonic()
             pause(0.3)
             assert time.monotonic() - started >= 0.25
+
+
+class TestPickling:
+    def test_round_trip(self, manager: SQLLockManager) -> None:
+        """A pickled lock manager unpickles to one on the same database, namespace and default
+        lease, sharing the locks (before the fix: "cannot pickle '_thread._local'")."""
+        restored = pickle.loads(pickle.dumps(manager))
+        assert restored.namespace == manager.namespace
+        assert restored.default_hold_timeout == manager.default_hold_timeout
+        assert manager.acquire_lock("k", "holder1", acquire_timeout=0)
+        assert restored.is_lock_holder("k", "holder1")
+        assert restored.acquire_lock("k", "holder2", acquire_timeout=0) is False
+
+    def test_a_spawned_worker_takes_a_lock_the_parent_sees(self, manager: SQLLockManager) -> None:
+        """A lock manager sent to a spawn-based worker takes a lock there; the parent sees it
+        held by the worker's holder and cannot take it."""
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            taken = pool.submit(use_pickled_lock_manager, manager, "k", "worker").result(120)
+        assert taken is True
+        assert manager.is_lock_holder("k", "worker")
+        assert manager.acquire_lock("k", "parent", acquire_timeout=0) is False

@@ -7,12 +7,15 @@ Every store test runs on SQLite and on PostgreSQL (the ``backend`` fixture behin
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import pickle
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 from cachetools import LRUCache
 from conftest import FakeClock
+from helpers_processes import use_pickled_store
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.engine import make_url
 
@@ -41,7 +45,7 @@ from sqlresults.errors import (
     UnknownSerializerError,
 )
 from sqlresults.integrity import record_checksum
-from sqlresults.locking import IsolationLevel
+from sqlresults.locking import IsolationLevel, SQLLockManager
 from sqlresults.results import (
     DEFAULT_STORAGE_KEY_FN,
     ResultStore,
@@ -1574,3 +1578,71 @@ class TestSerializerReassignment:
         second = store.read("second")
         assert second.metadata.serializer.type == "json"
         assert second.result == {"n": 2}
+
+
+class TestPickling:
+    """Stores cross process boundaries (process pools, Dask workers): pickled as their
+    database's URL and options, serializer, namespace, lock manager and signing key; the other
+    side reconnects lazily (issue: "stores can't cross a process boundary")."""
+
+    def test_round_trip_in_process(self, store: ResultStore) -> None:
+        """A pickled store unpickles to a working store on the same database and namespace,
+        with its serializer and lock manager, and an empty memory cache of the same size
+        (before the fix: "cannot pickle '_thread._local'")."""
+        store.write({"a": 1}, key="k")
+        restored = pickle.loads(pickle.dumps(store))
+        assert restored.namespace == store.namespace
+        assert restored.serializer == store.serializer
+        assert restored.result_storage.is_same_database(store.result_storage)
+        assert isinstance(restored.lock_manager, SQLLockManager)
+        assert restored.lock_manager.database is restored.result_storage
+        assert restored.cache.maxsize == store.cache.maxsize
+        assert len(restored.cache) == 0
+        assert restored.read("k").result == {"a": 1}
+        restored.write("from the copy", key="k2")
+        assert store.read("k2").result == "from the copy"
+
+    def test_a_spawned_worker_uses_the_store(self, store: ResultStore) -> None:
+        """A store passed to a worker of a spawn-based process pool reads what the parent wrote
+        and writes what the parent then reads, on both backends."""
+        store.write("from the parent", key="k")
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            seen = pool.submit(use_pickled_store, store, "k", "from the child").result(timeout=120)
+        assert seen["pid"] != os.getpid()
+        assert seen["parent_value"] == "from the parent"
+        assert seen["namespace"] == store.namespace
+        assert seen["shares_database"] is True
+        assert seen["repr"] == repr(store)
+        assert store.read("k/child").result == "from the child"
+
+    def test_the_signing_key_travels(
+        self, database: Database, namespace: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A worker signs with its sender's key even where SQLRESULTS_SIGNING_KEY is not set
+        (a Dask worker on another machine): what it writes verifies under that key."""
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", SIGNING_KEY)
+        signed = ResultStore(result_storage=database, namespace=namespace)
+        signed.write("parent", key="k")
+        monkeypatch.delenv("SQLRESULTS_SIGNING_KEY")
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            seen = pool.submit(use_pickled_store, signed, "k", "child").result(timeout=120)
+        assert seen["parent_value"] == "parent"
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", SIGNING_KEY)
+        checker = ResultStore(
+            result_storage=database, namespace=namespace, cache_result_in_memory=False
+        )
+        assert checker.read("k/child").result == "child"
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", OTHER_SIGNING_KEY)
+        other = ResultStore(
+            result_storage=database, namespace=namespace, cache_result_in_memory=False
+        )
+        with pytest.raises(IntegrityError, match="signature"):
+            other.read("k/child")
+
+    def test_a_store_on_a_memory_database_refuses_to_travel(self) -> None:
+        """A store on an in-memory database cannot cross processes: a clear
+        ConfigurationError, not a TypeError about thread locals."""
+        with pytest.raises(ConfigurationError, match="in-memory"):
+            pickle.dumps(ResultStore(result_storage="sqlite://"))
