@@ -22,6 +22,10 @@ __all__ = ["Settings", "get_settings", "hide_password"]
 
 ENV_PREFIX = "SQLRESULTS_"
 
+# The shortest signing key accepted, in bytes of UTF-8: an empty or short HMAC key is guessed
+# (or, empty, simply known), and then anyone can sign a payload the store will unpickle.
+MIN_SIGNING_KEY_BYTES = 16
+
 
 class Settings(BaseSettings):
     """Every knob of sqlresults. Each field is read from ``SQLRESULTS_<FIELD NAME>``."""
@@ -32,6 +36,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # A refused value may be a secret (the signing key, a URL with a password).
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(
@@ -73,7 +79,10 @@ class Settings(BaseSettings):
     )
     signing_key: SecretStr | None = Field(
         default=None,
-        description="When set, payloads are HMAC-SHA256 signed and unsigned ones are refused.",
+        description=(
+            "When set, payloads are HMAC-SHA256 signed and unsigned ones are refused. At least "
+            f"{MIN_SIGNING_KEY_BYTES} bytes."
+        ),
     )
     auto_migrate: bool | None = Field(
         default=None,
@@ -100,6 +109,19 @@ class Settings(BaseSettings):
     memory_cache_size: int = Field(
         default=1000, ge=0, description="Records each store keeps deserialized in memory (LRU)."
     )
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never shows the key, nor its length.
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SIGNING_KEY_BYTES:
+            raise ValueError(
+                f"the signing key must be at least {MIN_SIGNING_KEY_BYTES} bytes: anyone who "
+                "guesses it (an empty key: anyone at all) can sign a payload the store will "
+                'unpickle. Make one with: python -c "import secrets; '
+                'print(secrets.token_hex(32))"'
+            )
+        return value
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

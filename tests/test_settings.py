@@ -184,6 +184,39 @@ class TestInvalidValues:
         assert "topsecret" not in message
         assert "sometimes" not in message
 
+    @pytest.mark.parametrize("key", ["", " ", "short", "fifteen-bytes!!", "ünï-ünï-ü"], ids=repr)
+    def test_an_empty_or_short_signing_key_is_refused(
+        self, key: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SQLRESULTS_SIGNING_KEY shorter than 16 bytes (the empty string included: anyone
+        could forge an HMAC made with it) is a ConfigurationError naming the variable and how
+        to make a good key, without echoing the key."""
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", key)
+        with pytest.raises(ConfigurationError) as caught:
+            get_settings()
+        message = str(caught.value)
+        assert "SQLRESULTS_SIGNING_KEY" in message
+        assert "16 bytes" in message
+        assert 'python -c "import secrets; print(secrets.token_hex(32))"' in message
+        if key.strip():
+            assert key not in message
+
+    def test_signing_key_errors_never_echo_the_key(self) -> None:
+        """Settings(...) built directly (not through get_settings) refuses a short key with a
+        pydantic ValidationError that does not show the key either."""
+        with pytest.raises(ValidationError) as caught:
+            Settings(signing_key="tiny-secret")
+        assert "tiny-secret" not in str(caught.value)
+        assert "16 bytes" in str(caught.value)
+
+    def test_a_sixteen_byte_signing_key_is_accepted(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """16 bytes in UTF-8 is enough (8 two-byte characters count as 16)."""
+        for key in ("0123456789abcdef", "é" * 8):
+            monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", key)
+            signing_key = get_settings().signing_key
+            assert signing_key is not None
+            assert signing_key.get_secret_value() == key
+
     def test_a_negative_lease_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A lease must be positive: SQLRESULTS_LOCK_HOLD_TIMEOUT=0 is a ConfigurationError."""
         monkeypatch.setenv("SQLRESULTS_LOCK_HOLD_TIMEOUT", "0")
