@@ -19,6 +19,7 @@ schema is upgraded when auto-migration is on and refused with :class:`SchemaOutO
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -382,7 +383,15 @@ class Database:
         wait = self._busy_backoff()
         path = self.dialect.sqlite_path
         if path is not None and not self.dialect.read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                # Root ignores permission bits, but not EPERM (e.g. /sys) or a read-only mount.
+                denied = isinstance(exc, PermissionError) or exc.errno == errno.EROFS
+                problem = f"its directory {exc.filename or path.parent} cannot be created"
+                raise self._unusable_location(
+                    f"{problem} ({exc.strerror or exc})", read_only=denied
+                ) from exc
         while True:
             try:
                 return self.engine.raw_connection()
@@ -494,6 +503,8 @@ class Database:
                 "SQLite, the file and its directory, which holds the -wal and -shm files), or "
                 "use another database."
             )
+        if dialect.is_cannot_open(orig):
+            return self._unusable_location(f"SQLite cannot open or create it as a file ({detail})")
         if dialect.is_not_a_database(orig):
             return ConfigurationError(
                 f"{dialect.sqlite_path} is not a SQLite database ({detail}). Point "
@@ -512,6 +523,16 @@ class Database:
                 "too long. Raise SQLRESULTS_BUSY_TIMEOUT or shorten the other transactions."
             )
         return StorageUnavailableError(f"The result database {where} failed: {detail}")
+
+    def _unusable_location(self, problem: str, *, read_only: bool = False) -> SQLResultsError:
+        """The error for a SQLite path that cannot hold a database, saying what to do."""
+        error = ReadOnlyStorageError if read_only else StorageUnavailableError
+        return error(
+            f"Cannot use {self.dialect.sqlite_path} as the SQLite result database: {problem}. "
+            "Point SQLRESULTS_DATABASE_URL at a file in a writable directory, or set "
+            "SQLRESULTS_HOME to a writable directory (the default database is "
+            "$SQLRESULTS_HOME/results.db)."
+        )
 
     @contextmanager
     def admin_connection(self) -> Iterator[Connection]:

@@ -263,6 +263,14 @@ class Dialect:
         """Whether ``exc`` says the SQLite file is not a SQLite database."""
         return self.is_sqlite and "file is not a database" in str(exc).lower()
 
+    def is_cannot_open(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the SQLite file cannot be opened or created (SQLITE_CANTOPEN:
+        a directory, a missing directory, a place where no file can be created)."""
+        return self.is_sqlite and (
+            _sqlite_primary_code(exc) == _SQLITE_CANTOPEN
+            or "unable to open database file" in str(exc).lower()
+        )
+
     def is_missing_table(self, exc: BaseException) -> bool:
         """Whether ``exc`` says a table does not exist (the schema was never created)."""
         if self.is_sqlite:
@@ -275,6 +283,17 @@ class Dialect:
             return False
         state = _sqlstate(exc)
         return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+# SQLite's primary result codes (sqlite.org/rescode.html) that sqlresults tells apart.
+_SQLITE_CANTOPEN = 14
+
+
+def _sqlite_primary_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of a sqlite3 error (the low byte of the extended code),
+    or None for other exceptions."""
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _sqlstate(exc: BaseException) -> str | None:

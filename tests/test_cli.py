@@ -271,6 +271,34 @@ class TestPasswordsAreMasked:
         assert PASSWORD not in line
 
 
+class TestUnusableSQLiteLocation:
+    """SQLite-only: the default file cannot be created."""
+
+    @pytest.mark.parametrize("how", ["SQLRESULTS_HOME", "--url"])
+    def test_migrate_prints_one_line_on_stderr(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    ) -> None:
+        """`sqlresults migrate` where the SQLite file cannot be created (SQLRESULTS_HOME, or
+        the --url's directory, below a regular file) exits 1 with one line on stderr naming
+        the file and what to set, and no traceback."""
+        blocker = tmp_path / "a-regular-file"
+        blocker.write_text("in the way")
+        path = blocker / "home" / "results.db"
+        if how == "--url":
+            result = CliRunner().invoke(
+                cli, ["--url", f"sqlite:///{path}", "migrate"], prog_name="sqlresults"
+            )
+        else:
+            monkeypatch.setenv("SQLRESULTS_HOME", str(path.parent))
+            result = CliRunner().invoke(cli, ["migrate"], prog_name="sqlresults")
+        line = assert_one_line_error(result)
+        assert result.stdout == ""
+        assert result.stderr.strip() == line
+        assert str(path) in line
+        assert "SQLRESULTS_DATABASE_URL" in line
+        assert "SQLRESULTS_HOME" in line
+
+
 class TestSweep:
     def test_deletes_expired_records_and_reports_the_count(
         self, database_url: str, namespace: str

@@ -24,6 +24,7 @@ from sqlresults import queries
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.errors import (
     ConfigurationError,
+    ReadOnlyStorageError,
     SchemaOutOfDateError,
     StorageUnavailableError,
 )
@@ -114,6 +115,67 @@ class TestURLs:
         assert resolve_database("sqlite://") is not resolve_database("sqlite://")
         with pytest.raises(TypeError):
             resolve_database(42)
+
+
+def unusable_locations(tmp_path: Path) -> dict[str, tuple[Path, type[BaseException]]]:
+    """SQLite paths that cannot hold a database, even for root (permission bits do not stop
+    root, so these use /proc, /sys and a regular file in the way), with the error expected."""
+    a_file = tmp_path / "a-regular-file"
+    a_file.write_text("in the way")
+    return {
+        "parent is missing in /proc": (Path("/proc/x/results.db"), StorageUnavailableError),
+        "parent is a regular file": (a_file / "sub" / "results.db", StorageUnavailableError),
+        "parent cannot be created": (Path("/sys/sqlresults-x/results.db"), ReadOnlyStorageError),
+        "file cannot be created": (Path("/proc/results.db"), StorageUnavailableError),
+        "path is a directory": (tmp_path, StorageUnavailableError),
+    }
+
+
+LOCATIONS = [
+    "parent is missing in /proc",
+    "parent is a regular file",
+    "parent cannot be created",
+    "file cannot be created",
+    "path is a directory",
+]
+
+
+class TestUnusableSQLiteLocation:
+    """SQLite-only: where a SQLite file cannot be created or opened."""
+
+    @pytest.mark.parametrize("location", LOCATIONS)
+    def test_is_a_storage_error_naming_the_path_and_the_fix(
+        self, tmp_path: Path, location: str
+    ) -> None:
+        """A SQLite path whose directory cannot be created, or which cannot be opened as a
+        file, raises StorageUnavailableError (ReadOnlyStorageError when permission is
+        denied), never a raw OSError or sqlite3 error; the one-line message names the path
+        and says to point SQLRESULTS_DATABASE_URL at a writable location or set
+        SQLRESULTS_HOME."""
+        path, expected = unusable_locations(tmp_path)[location]
+        store = ResultStore(result_storage=f"sqlite:///{path}", namespace="ns")
+        with pytest.raises(expected) as caught:
+            store.write(1, key="k")
+        error = caught.value
+        assert isinstance(error, StorageUnavailableError)
+        assert expected is StorageUnavailableError or isinstance(error, PermissionError)
+        message = str(error)
+        assert str(path) in message
+        assert "SQLRESULTS_DATABASE_URL" in message
+        assert "SQLRESULTS_HOME" in message
+        assert "\n" not in message
+
+    def test_unusable_sqlresults_home(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With SQLRESULTS_HOME below a regular file, the default store raises
+        StorageUnavailableError naming the default file, not NotADirectoryError."""
+        home = tmp_path / "a-regular-file" / "home"
+        home.parent.write_text("in the way")
+        monkeypatch.setenv("SQLRESULTS_HOME", str(home))
+        with pytest.raises(StorageUnavailableError, match="SQLRESULTS_HOME") as caught:
+            ResultStore().exists("k")
+        assert str(home / "results.db") in str(caught.value)
 
 
 class TestMemoryDatabase:

@@ -19,7 +19,14 @@ from sqlresults.database import Database
 from sqlresults.dialects import Dialect
 from sqlresults.errors import ConfigurationError
 
-CLASSIFIERS = ["is_busy", "is_read_only", "is_not_a_database", "is_missing_table", "is_disconnect"]
+CLASSIFIERS = [
+    "is_busy",
+    "is_read_only",
+    "is_not_a_database",
+    "is_cannot_open",
+    "is_missing_table",
+    "is_disconnect",
+]
 
 
 def dialect(url: str) -> Dialect:
@@ -84,6 +91,9 @@ def sqlite_errors(path: Path, tmp_path: Path) -> Iterator[tuple[str, BaseExcepti
     finally:
         not_a_database.close()
 
+    # A directory is no file SQLite can open.
+    yield "cannot_open", raised(lambda: sqlite3.connect(tmp_path).execute("SELECT 1"))
+
     plain = sqlite3.connect(path)
     try:
         yield "missing_table", raised(lambda: plain.execute("SELECT * FROM no_such_table"))
@@ -99,6 +109,7 @@ EXPECTED = {
     "deadlock": {"is_busy"},
     "read_only": {"is_read_only"},
     "not_a_database": {"is_not_a_database"},
+    "cannot_open": {"is_cannot_open"},
     "missing_table": {"is_missing_table"},
     "disconnect_refused": {"is_disconnect"},
     "disconnect_terminated": {"is_disconnect"},
@@ -109,8 +120,9 @@ EXPECTED = {
 
 class TestSQLiteClassification:
     def test_each_kind_of_sqlite_error(self, sqlite_file: Path, tmp_path: Path) -> None:
-        """Real sqlite3 errors are classified as busy, read-only, not a database or missing
-        table, and as nothing else; SQLite never reports a disconnect (SQLite-only)."""
+        """Real sqlite3 errors are classified as busy, read-only, not a database, cannot open
+        or missing table, and as nothing else; SQLite never reports a disconnect
+        (SQLite-only)."""
         target = dialect(f"sqlite:///{sqlite_file}")
         seen = {}
         for kind, exc in sqlite_errors(sqlite_file, tmp_path):
@@ -120,6 +132,7 @@ class TestSQLiteClassification:
             "busy",
             "read_only",
             "not_a_database",
+            "cannot_open",
             "missing_table",
             "other",
             "another",
