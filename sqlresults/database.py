@@ -10,7 +10,9 @@ the parent's session) and the child opens its own.
 Errors. Driver and SQLAlchemy exceptions are translated into :mod:`sqlresults.errors` here and
 nowhere else. "Busy" errors (SQLite's write lock, PostgreSQL serialization failures and
 deadlocks) are retried with jittered exponential backoff for up to ``busy_timeout`` seconds, and a
-dropped PostgreSQL connection is reopened once; everything else is raised at once.
+dropped PostgreSQL connection (one the driver reports broken) is reopened once; everything else is
+raised at once. A value the driver refuses to send (a NUL in PostgreSQL text, a lone surrogate) is
+bad input, ``InvalidArgumentError``, and leaves the connections alone.
 
 Schema. The first connection a process opens checks the schema revision; an old or missing
 schema is upgraded when auto-migration is on and refused with :class:`SchemaOutOfDateError`
@@ -38,6 +40,7 @@ from sqlresults.backoff import Backoff
 from sqlresults.dialects import Dialect, sqlite_file_url
 from sqlresults.errors import (
     ConfigurationError,
+    InvalidArgumentError,
     ReadOnlyStorageError,
     SchemaOutOfDateError,
     SQLResultsError,
@@ -306,17 +309,25 @@ class Database:
             return self._recover(exc, operation, params)
 
     def _attempt(self, operation: Callable[[Any], T], params: Any = None) -> T:
+        """Run ``operation`` once on a connection.
+
+        A driver error that broke a pooled connection is raised as :class:`_ConnectionLostError`:
+        only here can the connection be asked whether it broke (a client-side error, such as a
+        NUL psycopg refuses to send, leaves it healthy and in the pool).
+        """
         if self._per_thread:
             connection = getattr(self._local, "connection", None) or self._connection()
             return operation(connection)
         if not self._schema_ready:
             self.ensure_schema()
         proxy = self._open_connection()
+        connection = proxy.dbapi_connection
         try:
-            result = operation(proxy.dbapi_connection)
+            result = operation(connection)
         except Exception as exc:
-            if self._is_driver_error(exc) and self.dialect.is_disconnect(exc):
+            if self._is_driver_error(exc) and self.dialect.is_disconnect(exc, connection):
                 proxy.invalidate()
+                raise _ConnectionLostError(exc) from exc
             raise
         else:
             if _moves_more_than(self._buffer_limit, params, result):
@@ -330,18 +341,21 @@ class Database:
         wait = self._busy_backoff()
         reconnected = False
         while True:
-            if isinstance(exc, SQLResultsError) or not self._is_driver_error(exc):
-                raise exc
-            busy = self.dialect.is_busy(exc)
-            if busy and not wait.expired():
-                wait.sleep()
-            elif self.dialect.is_disconnect(exc) and not reconnected:
+            if isinstance(exc, _ConnectionLostError) and not reconnected:
                 # A restarted server or a dropped network: every pooled connection is suspect,
                 # so start afresh once, then give up.
                 self._discard_connections()
                 reconnected = True
             else:
-                raise self.translate(exc, waited=wait.waited if busy else None) from exc
+                error = exc.error if isinstance(exc, _ConnectionLostError) else exc
+                if isinstance(error, SQLResultsError) or not (
+                    self._is_driver_error(error) or self.dialect.is_bad_input(error)
+                ):
+                    raise error
+                busy = self.dialect.is_busy(error)
+                if not busy or wait.expired():
+                    raise self.translate(error, waited=wait.waited if busy else None) from error
+                wait.sleep()
             try:
                 return self._attempt(operation, params)
             except Exception as retry_exc:
@@ -502,6 +516,11 @@ class Database:
                 f"The result database {where} is read-only ({detail}). Make it writable (for "
                 "SQLite, the file and its directory, which holds the -wal and -shm files), or "
                 "use another database."
+            )
+        if dialect.is_bad_input(orig):
+            return InvalidArgumentError(
+                f"A value cannot be stored in the result database {where} ({detail}); nothing "
+                "was changed. Text must not contain NUL characters or lone surrogates."
             )
         if dialect.is_cannot_open(orig):
             return self._unusable_location(f"SQLite cannot open or create it as a file ({detail})")
@@ -693,6 +712,14 @@ def parse_url(url: str | URL | os.PathLike[str]) -> URL:
             f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
             "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
         ) from exc
+
+
+class _ConnectionLostError(Exception):
+    """A driver error that broke the connection it ran on; ``error`` is the driver's."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _moves_more_than(limit: int | None, *values: Any) -> bool:

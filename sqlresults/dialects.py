@@ -8,6 +8,7 @@ means; it never compares dialect names itself.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -277,12 +278,41 @@ class Dialect:
             return "no such table" in str(exc).lower()
         return _sqlstate(exc) == "42P01"
 
-    def is_disconnect(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means the connection is gone (server restarted, network dropped)."""
+    def is_disconnect(self, exc: BaseException, connection: Any = None) -> bool:
+        """Whether ``exc`` means the connection is gone (server restarted, network dropped).
+
+        A server error says so by its SQLSTATE (class 08, or 57P01-57P03: the server shut the
+        session down). An error without one came from the client: it is a disconnect only if
+        the connection it ran on is broken or closed, or, with no connection to ask, if it is
+        psycopg's OperationalError (connecting failed). A client-side DataError (a NUL in a
+        text value) on a healthy connection is bad input, not an outage.
+
+        Args:
+            exc: The driver's exception.
+            connection: The DBAPI connection the failed operation ran on, if there was one.
+        """
         if self.is_sqlite:
             return False
         state = _sqlstate(exc)
-        return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+        if state is not None:
+            return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+        if connection is not None:
+            return bool(
+                getattr(connection, "broken", False) or getattr(connection, "closed", False)
+            )
+        psycopg = sys.modules.get("psycopg")  # an exception of psycopg's means it is imported
+        return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+    def is_bad_input(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says a parameter could not be sent, so nothing was stored: text the
+        driver cannot encode (a lone surrogate, on either database), or, on PostgreSQL, a value
+        psycopg refuses on the client (a DataError without SQLSTATE: a NUL in text)."""
+        if isinstance(exc, UnicodeEncodeError):
+            return True
+        if self.is_sqlite or _sqlstate(exc) is not None:
+            return False
+        psycopg = sys.modules.get("psycopg")
+        return psycopg is not None and isinstance(exc, psycopg.DataError)
 
 
 # SQLite's primary result codes (sqlite.org/rescode.html) that sqlresults tells apart.

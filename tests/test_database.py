@@ -24,6 +24,7 @@ from sqlresults import queries
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.errors import (
     ConfigurationError,
+    InvalidArgumentError,
     ReadOnlyStorageError,
     SchemaOutOfDateError,
     StorageUnavailableError,
@@ -527,6 +528,83 @@ class TestStatements:
         assert database.sql(query) is sql
 
 
+def backend_pid(database: Database) -> int:
+    """The server process of the pooled PostgreSQL connection the next operation will use
+    (the pool is LIFO: the next checkout gets the connection the last operation used)."""
+    proxy = database.engine.raw_connection()
+    try:
+        return int(proxy.dbapi_connection.execute("SELECT pg_backend_pid()").fetchone()[0])
+    finally:
+        proxy.close()
+
+
+def lock_state_params(namespace: str) -> dict[str, Any]:
+    """Parameters of queries.lock_state, a statement validation does not guard when called
+    through Database directly."""
+    return {"ns": namespace, "key": "k", "now": time.time()}
+
+
+class TestBadValuesReachingTheDriver:
+    """Values that validation would refuse, sent straight through Database, as a future
+    statement that forgot to validate would."""
+
+    @pytest.mark.postgres
+    def test_nul_is_bad_input_not_an_outage(self, postgres_url: str, namespace: str) -> None:
+        """A NUL in a text parameter (psycopg refuses it on the client: "PostgreSQL text
+        fields cannot contain NUL (0x00) bytes") raises InvalidArgumentError, in autocommit
+        and inside a write transaction, and is not taken for a dropped connection: the pool
+        keeps its connections (same server process before and after) and the store goes on
+        working (PostgreSQL-only: SQLite stores NUL)."""
+        database = Database(postgres_url)
+        store = ResultStore(result_storage=database, namespace=namespace)
+        store.write("kept", key="k")
+        pid = backend_pid(database)
+        pooled = database.engine.pool.checkedin()
+        bad = lock_state_params(f"{namespace}\x00")
+
+        with pytest.raises(InvalidArgumentError, match="NUL") as caught:
+            database.fetchone(queries.lock_state, bad)
+        assert not isinstance(caught.value, StorageUnavailableError)
+        with pytest.raises(InvalidArgumentError, match="NUL"):
+            database.transaction(lambda transaction: transaction.fetchone(queries.lock_state, bad))
+
+        assert database.engine.pool.checkedin() == pooled
+        assert backend_pid(database) == pid
+        assert store.read("k").result == "kept"
+        database.close()
+
+    def test_text_the_driver_cannot_encode(self, database: Database, namespace: str) -> None:
+        """A lone surrogate in a text parameter (not UTF-8: both drivers raise
+        UnicodeEncodeError) raises InvalidArgumentError, not the driver's exception, and the
+        database stays usable."""
+        bad = lock_state_params(f"{namespace}\ud800")
+        with pytest.raises(InvalidArgumentError) as caught:
+            database.fetchone(queries.lock_state, bad)
+        assert not isinstance(caught.value, UnicodeError)
+        assert database.fetchone(queries.lock_state, lock_state_params(namespace)) is None
+
+
+@pytest.mark.postgres
+class TestDroppedConnection:
+    """PostgreSQL only: SQLite has no server to lose."""
+
+    def test_a_terminated_connection_is_replaced(self, postgres_url: str, namespace: str) -> None:
+        """When the server ends the pooled connection an operation is about to use, the
+        operation reconnects once and succeeds: a real disconnect is still a disconnect."""
+        database = Database(postgres_url)
+        store = ResultStore(result_storage=database, namespace=namespace)
+        store.write("kept", key="k")
+        doomed = backend_pid(database)
+        killer = Database(postgres_url)
+        with killer.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_terminate_backend({doomed})")
+        killer.close()
+
+        assert store.read("k").result == "kept"
+        assert backend_pid(database) != doomed
+        database.close()
+
+
 @pytest.mark.postgres
 class TestPooledConnectionBuffers:
     """PostgreSQL only: the pool and libpq's never-shrinking buffers are PostgreSQL's; SQLite
@@ -534,12 +612,7 @@ class TestPooledConnectionBuffers:
 
     @staticmethod
     def _backend_pid(database: Database) -> int:
-        # The pool is LIFO: the next checkout gets the connection the last operation used.
-        proxy = database.engine.raw_connection()
-        try:
-            return int(proxy.dbapi_connection.execute("SELECT pg_backend_pid()").fetchone()[0])
-        finally:
-            proxy.close()
+        return backend_pid(database)
 
     def test_small_values_keep_the_connection(self, postgres_url: str, namespace: str) -> None:
         """Operations on small values return their connection to the pool for reuse."""

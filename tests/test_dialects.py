@@ -26,6 +26,7 @@ CLASSIFIERS = [
     "is_cannot_open",
     "is_missing_table",
     "is_disconnect",
+    "is_bad_input",
 ]
 
 
@@ -113,6 +114,8 @@ EXPECTED = {
     "missing_table": {"is_missing_table"},
     "disconnect_refused": {"is_disconnect"},
     "disconnect_terminated": {"is_disconnect"},
+    "client_side_nul": {"is_bad_input"},
+    "unencodable": {"is_bad_input"},
     "other": set(),
     "another": set(),
 }
@@ -189,6 +192,9 @@ def postgresql_errors(database: Database) -> Iterator[tuple[str, BaseException]]
             "another",
             raised(lambda: connection.execute("SELECT 1 / 0")),
         )
+        # Refused by psycopg before anything is sent: no SQLSTATE, the connection is fine.
+        yield "client_side_nul", raised(lambda: connection.execute("SELECT %s", ["a\x00b"]))
+        yield "unencodable", raised(lambda: connection.execute("SELECT %s", ["\ud800"]))
         connection.autocommit = False
         connection.execute("SET TRANSACTION READ ONLY")
         yield (
@@ -226,7 +232,25 @@ class TestPostgreSQLClassification:
             "read_only",
             "disconnect_terminated",
             "disconnect_refused",
+            "client_side_nul",
+            "unencodable",
         }
+
+    def test_only_a_broken_connection_is_a_disconnect(self, pg_database: Database) -> None:
+        """An error without SQLSTATE is a disconnect only when the connection it ran on is
+        broken or closed; a client-side error on a healthy connection is not
+        (PostgreSQL-only)."""
+        proxy = pg_database.engine.raw_connection()
+        connection = proxy.dbapi_connection
+        try:
+            nul = raised(lambda: connection.execute("SELECT %s", ["a\x00b"]))
+            assert not pg_database.dialect.is_disconnect(nul, connection)
+            raised(lambda: connection.execute("SELECT pg_terminate_backend(pg_backend_pid())"))
+            closed = raised(lambda: connection.execute("SELECT 1"))
+            assert getattr(closed, "sqlstate", None) is None
+            assert pg_database.dialect.is_disconnect(closed, connection)
+        finally:
+            proxy.invalidate()
 
 
 # -- URL facts -----------------------------------------------------------------------------------
