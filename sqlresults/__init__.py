@@ -11,6 +11,7 @@ from importlib.metadata import version as _version
 from sqlresults.database import Database
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
     IntegrityError,
     InvalidArgumentError,
     InvalidExpirationError,
@@ -60,6 +61,7 @@ __all__ = [
     "CompressedPickleSerializer",
     "CompressedSerializer",
     "ConfigurationError",
+    "DamagedDatabaseError",
     "Database",
     "IntegrityError",
     "InvalidArgumentError",

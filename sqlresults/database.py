@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ from sqlresults.backoff import Backoff
 from sqlresults.dialects import Dialect, sqlite_file_url
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
     InvalidArgumentError,
     ReadOnlyStorageError,
     SchemaOutOfDateError,
@@ -524,10 +526,20 @@ class Database:
             )
         if dialect.is_cannot_open(orig):
             return self._unusable_location(f"SQLite cannot open or create it as a file ({detail})")
+        if dialect.is_damaged(orig):
+            path = dialect.sqlite_path
+            return DamagedDatabaseError(
+                f"The SQLite database {path} is damaged ({detail}). Restore it from a backup, "
+                f"or recover what it still holds with: sqlite3 {shlex.quote(str(path))} "
+                '".recover" | sqlite3 '
+                "recovered.db (then point SQLRESULTS_DATABASE_URL at recovered.db)."
+            )
         if dialect.is_not_a_database(orig):
             return ConfigurationError(
                 f"{dialect.sqlite_path} is not a SQLite database ({detail}). Point "
-                "SQLRESULTS_DATABASE_URL at a new file or an existing sqlresults database."
+                "SQLRESULTS_DATABASE_URL at a new file or an existing sqlresults database. "
+                "(If it was a sqlresults database, its header is damaged: restore it from a "
+                "backup.)"
             )
         if dialect.is_missing_table(orig):
             return SchemaOutOfDateError(

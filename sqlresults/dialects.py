@@ -261,8 +261,39 @@ class Dialect:
         return _sqlstate(exc) == "25006"
 
     def is_not_a_database(self, exc: BaseException) -> bool:
-        """Whether ``exc`` says the SQLite file is not a SQLite database."""
-        return self.is_sqlite and "file is not a database" in str(exc).lower()
+        """Whether ``exc`` says the SQLite file is not a SQLite database (SQLITE_NOTADB) and the
+        file does not start as one either: it never was one, or its header is gone."""
+        return self._is_notadb(exc) and not self._starts_as_sqlite_file()
+
+    def is_damaged(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the SQLite file is damaged: its pages are malformed
+        (SQLITE_CORRUPT, "database disk image is malformed"), or SQLite refuses a file that
+        starts with its own header (the header's other fields are damaged)."""
+        if not self.is_sqlite:
+            return False
+        if _sqlite_primary_code(exc) == _SQLITE_CORRUPT:
+            return True
+        if "database disk image is malformed" in str(exc).lower():
+            return True
+        return self._is_notadb(exc) and self._starts_as_sqlite_file()
+
+    def _is_notadb(self, exc: BaseException) -> bool:
+        return self.is_sqlite and (
+            _sqlite_primary_code(exc) == _SQLITE_NOTADB
+            or "file is not a database" in str(exc).lower()
+        )
+
+    def _starts_as_sqlite_file(self) -> bool:
+        """Whether the database file begins with SQLite's header string (read on the error
+        path only)."""
+        path = self.sqlite_path
+        if path is None:
+            return False
+        try:
+            with path.open("rb") as file:
+                return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+        except OSError:
+            return False
 
     def is_cannot_open(self, exc: BaseException) -> bool:
         """Whether ``exc`` says the SQLite file cannot be opened or created (SQLITE_CANTOPEN:
@@ -316,7 +347,12 @@ class Dialect:
 
 
 # SQLite's primary result codes (sqlite.org/rescode.html) that sqlresults tells apart.
+_SQLITE_CORRUPT = 11
 _SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+# The first 16 bytes of every SQLite database file (sqlite.org/fileformat.html §1.3.1).
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _sqlite_primary_code(exc: BaseException) -> int | None:

@@ -24,6 +24,7 @@ from sqlresults import queries
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
     InvalidArgumentError,
     ReadOnlyStorageError,
     SchemaOutOfDateError,
@@ -177,6 +178,92 @@ class TestUnusableSQLiteLocation:
         with pytest.raises(StorageUnavailableError, match="SQLRESULTS_HOME") as caught:
             ResultStore().exists("k")
         assert str(home / "results.db") in str(caught.value)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PAGE = 4096  # SQLite's default page size, which sqlresults keeps
+
+
+@pytest.fixture
+def filled_sqlite(tmp_path: Path) -> Path:
+    """A closed sqlresults SQLite file holding 300 records (about 60 pages)."""
+    path = tmp_path / "results.db"
+    database = Database(path)
+    store = ResultStore(result_storage=database, namespace="ns")
+    for index in range(300):
+        store.write(os.urandom(500), key=f"k{index:03d}")
+    database.close()
+    assert path.read_bytes().startswith(SQLITE_MAGIC)
+    assert not Path(f"{path}-wal").exists()  # checkpointed on close: all data is in the file
+    return path
+
+
+def damage(path: Path, how: str) -> None:
+    """Damage a SQLite file the way a failing disk, a bad copy or a stray write would."""
+    data = bytearray(path.read_bytes())
+    if how == "pages overwritten":
+        data[3 * PAGE : 13 * PAGE] = b"\xa5" * (10 * PAGE)
+    elif how == "file truncated":
+        del data[len(data) // 2 :]
+    elif how == "header overwritten after the magic":
+        data[16:100] = b"\xff" * 84
+    elif how == "whole header overwritten":
+        data[:100] = b"\xff" * 100
+    path.write_bytes(bytes(data))
+
+
+def read_everything(store: ResultStore) -> None:
+    """Touch every page a store's records live on."""
+    listed = list(store.keys())
+    for key in listed:
+        store.read(key)
+
+
+class TestDamagedSQLiteFile:
+    """SQLite-only: a file whose pages or header were damaged."""
+
+    @pytest.mark.parametrize(
+        "how", ["pages overwritten", "file truncated", "header overwritten after the magic"]
+    )
+    def test_damage_is_reported_as_such(self, filled_sqlite: Path, how: str) -> None:
+        """A sqlresults file with damaged pages ("database disk image is malformed") or a
+        damaged header (still starting "SQLite format 3") raises DamagedDatabaseError (a
+        StorageUnavailableError): the message says the file is damaged and how to restore or
+        recover it, not that it is no SQLite database; the file is left as it was."""
+        damage(filled_sqlite, how)
+        damaged = filled_sqlite.read_bytes()
+        store = ResultStore(result_storage=filled_sqlite, namespace="ns")
+        with pytest.raises(DamagedDatabaseError) as caught:
+            read_everything(store)
+        error = caught.value
+        assert isinstance(error, StorageUnavailableError)
+        message = str(error)
+        assert f"{filled_sqlite} is damaged" in message
+        assert "backup" in message
+        assert f'sqlite3 {filled_sqlite} ".recover" | sqlite3 recovered.db' in message
+        assert "not a SQLite database" not in message
+        assert "\n" not in message
+        store.result_storage.close()
+        assert filled_sqlite.read_bytes() == damaged
+
+    def test_a_file_that_never_was_sqlite_keeps_its_message(self, tmp_path: Path) -> None:
+        """A file that is not SQLite at all (no SQLite header) is still a ConfigurationError
+        saying it is not a SQLite database and to point SQLRESULTS_DATABASE_URL elsewhere."""
+        path = tmp_path / "notes.db"
+        path.write_bytes(b"plain text, not a database " * 300)
+        with pytest.raises(ConfigurationError, match="is not a SQLite database") as caught:
+            ResultStore(result_storage=path).exists("k")
+        assert not isinstance(caught.value, DamagedDatabaseError)
+        assert "SQLRESULTS_DATABASE_URL" in str(caught.value)
+
+    def test_a_header_overwritten_whole_hints_at_damage(self, filled_sqlite: Path) -> None:
+        """With its whole header overwritten, a sqlresults file cannot be told from a
+        non-SQLite file: it gets the not-a-SQLite-database message, which also says that a
+        former sqlresults database is damaged and is restored from a backup."""
+        damage(filled_sqlite, "whole header overwritten")
+        with pytest.raises(ConfigurationError, match="is not a SQLite database") as caught:
+            ResultStore(result_storage=filled_sqlite).exists("k")
+        assert "restore it from a backup" in str(caught.value)
 
 
 class TestMemoryDatabase:
