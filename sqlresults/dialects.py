@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
 
@@ -210,6 +211,21 @@ class Dialect:
         connection wrote in between (sqlite.org/lang_transaction.html §2.1).
         """
         return "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN"
+
+    def abandon_moved_file(self, dbapi_connection: Any) -> None:
+        """Let go of a SQLite file that was deleted or replaced while ``dbapi_connection`` had
+        it open, before that connection is closed.
+
+        The write-ahead log is found by name (``<file>-wal``), so the old file's log is also
+        the log of whatever file is now at the path: a connection opening the new file would
+        replay the old file's pages into it. Checkpointing into the old file and truncating the
+        log leaves the new file its own. SQLite itself skips that checkpoint on close once the
+        file has moved. Best effort: a failure leaves things as they were.
+        """
+        if not self.is_sqlite:
+            return
+        with suppress(Exception):
+            dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def migration_lock_sql(self) -> str | None:
         """A statement, run first inside the migration transaction, that serialises migrations

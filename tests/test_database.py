@@ -13,6 +13,8 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +266,92 @@ class TestDamagedSQLiteFile:
         with pytest.raises(ConfigurationError, match="is not a SQLite database") as caught:
             ResultStore(result_storage=filled_sqlite).exists("k")
         assert "restore it from a backup" in str(caught.value)
+
+
+def stored_keys(path: Path) -> list[str]:
+    """The keys in the SQLite file now at ``path``, read by a Database of its own."""
+    database = Database(path)
+    try:
+        return list(ResultStore(result_storage=database, namespace="ns").keys())
+    finally:
+        database.close()
+
+
+class TestFileDeletedOrReplaced:
+    """SQLite-only: a SQLite file deleted or replaced while a store has it open. Without a
+    check, writes go on into the old (unlinked) file and are acknowledged, then lost."""
+
+    @pytest.fixture
+    def path(self, tmp_path: Path) -> Path:
+        return tmp_path / "x.db"
+
+    @pytest.fixture
+    def store(self, path: Path) -> Iterator[ResultStore]:
+        """A store on ``path`` holding "mine" (its connection is open)."""
+        database = Database(f"sqlite:///{path}")
+        store = ResultStore(result_storage=database, namespace="ns")
+        store.write("my value", key="mine")
+        yield store
+        database.close()
+
+    def test_a_write_after_deletion_raises_instead_of_being_lost(
+        self, store: ResultStore, path: Path
+    ) -> None:
+        """After os.remove() of the open file, the next write raises StorageUnavailableError
+        saying the file was deleted or replaced, instead of being acknowledged into the
+        unlinked file; the following operation creates and migrates a new file at the path
+        and works."""
+        os.remove(path)
+        with pytest.raises(StorageUnavailableError, match="deleted or replaced") as caught:
+            store.write("lost", key="written after the deletion")
+        assert str(path) in str(caught.value)
+        store.write("kept", key="written later")
+        assert store.read("written later").result == "kept"
+        assert stored_keys(path) == ["written later"]
+
+    def test_a_write_after_replacement_raises_instead_of_being_lost(
+        self, store: ResultStore, path: Path, tmp_path: Path
+    ) -> None:
+        """After os.replace(other, path), the next write raises instead of going into the
+        replaced file; the following operations see the file now at the path (the old
+        file's write-ahead log does not leak into it)."""
+        other = tmp_path / "other.db"
+        other_database = Database(other)
+        ResultStore(result_storage=other_database, namespace="ns").write("theirs", key="their")
+        other_database.close()
+        os.replace(other, path)
+        with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+            store.write("lost", key="written after the replacement")
+        assert store.read("their").result == "theirs"
+        assert not store.exists("mine")
+        store.write("kept", key="written later")
+        assert stored_keys(path) == ["their", "written later"]
+
+    def test_a_read_of_a_replaced_file_raises(
+        self, store: ResultStore, path: Path, tmp_path: Path
+    ) -> None:
+        """A read answered from the old file after a replacement raises rather than report
+        a record the file at the path does not hold; the next read asks the new file."""
+        other = tmp_path / "other.db"
+        Database(other).ensure_schema()
+        os.replace(other, path)
+        with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+            store.exists("mine")
+        assert not store.exists("mine")
+
+    def test_each_thread_notices(self, store: ResultStore, path: Path) -> None:
+        """Every thread has a connection of its own, and each notices the deletion on its
+        next operation, then goes on with the new file."""
+        with ThreadPoolExecutor(max_workers=1) as worker:  # one thread, one connection
+            worker.submit(store.write, "before", key="worker, before").result()
+            os.remove(path)
+            with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+                store.write("lost", key="main thread")
+            with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+                worker.submit(store.write, "lost", key="worker, lost").result()
+            worker.submit(store.write, "after", key="worker, after").result()
+        store.write("after", key="main thread, after")
+        assert stored_keys(path) == ["main thread, after", "worker, after"]
 
 
 class TestMemoryDatabase:
