@@ -52,7 +52,7 @@ from sqlresults.errors import (
 )
 from sqlresults.queries import Query
 from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE
-from sqlresults.settings import Settings, get_settings, hide_password
+from sqlresults.settings import Settings, get_settings, hide_password, hide_secrets, url_secrets
 
 __all__ = ["Database", "WriteTransaction", "parse_url", "resolve_database"]
 
@@ -130,13 +130,17 @@ class Database:
     ) -> None:
         settings = settings if settings is not None else get_settings()
         self._url = parse_url(url if url is not None else settings.url)
-        self._display_url = hide_password(self._url.render_as_string(hide_password=False))
+        self._display_url = hide_password(self._url)
+        # Scrubbed out of driver messages, which may echo part of a connection string.
+        self._secrets = url_secrets(self._url)
         self.dialect = Dialect(self._url)
         if self.dialect.is_memory:
             # Every thread has its own connection; a uniquely named shared-cache memory
             # database lets them see the same data, and the anchor connection keeps it alive.
-            self._url = make_url(
-                f"sqlite:///file:sqlresults-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+            self._url = _SecretsHiddenURL(
+                *make_url(
+                    f"sqlite:///file:sqlresults-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+                )
             )
             self.dialect = Dialect(self._url)
         self._identity = self._url.set(password=None).render_as_string(hide_password=False)
@@ -169,7 +173,8 @@ class Database:
 
     @property
     def url(self) -> URL:
-        """The database URL. Its ``str()`` and ``repr()`` hide the password."""
+        """The database URL. Its ``str()`` and ``repr()`` hide the password and every other
+        secret (see :attr:`display_url`)."""
         return self._url
 
     @property
@@ -532,7 +537,8 @@ class Database:
                 'For PostgreSQL install the extra: pip install "sqlresults[postgres]".'
             ) from exc
         except ArgumentError as exc:
-            raise ConfigurationError(f"Invalid database URL {self.display_url}: {exc}") from exc
+            detail = hide_secrets(str(exc), self._secrets)
+            raise ConfigurationError(f"Invalid database URL {self.display_url}: {detail}") from exc
         synchronous = self._synchronous
         dialect = self.dialect
 
@@ -582,6 +588,13 @@ class Database:
         orig = getattr(exc, "orig", None) or exc
         # Driver messages may span lines (libpq adds hints); an error is one line.
         detail = " ".join(str(orig).split())
+        clean = hide_secrets(detail, self._secrets)
+        if clean != detail:
+            # The driver echoed a secret (e.g. a database name holding a connection string).
+            # Tracebacks print the driver's exception too, so scrub it there as well.
+            with suppress(Exception):
+                orig.args = (clean,)
+            detail = clean
         where = self.display_url
         dialect = self.dialect
         if dialect.is_read_only(orig):
@@ -781,20 +794,53 @@ def resolve_database(value: Any = None) -> Database:
 def parse_url(url: str | URL | os.PathLike[str]) -> URL:
     """Parse a database URL, or turn a path into a SQLite URL.
 
+    A ``password`` query parameter becomes the URL's password (libpq treats them the same).
+
+    Args:
+        url: A URL string, a ``sqlalchemy.engine.URL``, or a path to a SQLite file.
+
+    Returns:
+        The URL, whose ``str()`` and ``repr()`` hide every secret it holds.
+
     Raises:
         ConfigurationError: The string is not a URL.
     """
-    if isinstance(url, URL):
-        return url
     if isinstance(url, os.PathLike):
-        return sqlite_file_url(Path(url).expanduser().resolve())
-    try:
-        return make_url(url)
-    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
-        raise ConfigurationError(
-            f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
-            "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
-        ) from exc
+        parsed = sqlite_file_url(Path(url).expanduser().resolve())
+    elif isinstance(url, URL):
+        parsed = url
+    else:
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
+            raise ConfigurationError(
+                f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
+                "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
+            ) from exc
+    password = parsed.query.get("password")
+    if isinstance(password, str):
+        # libpq reads a password= parameter as the password (SQLAlchemy passes it on, and it
+        # wins over the one before the @); SQLite ignores both. Kept as the URL's password,
+        # every mask that hides a password hides it.
+        parsed = parsed.difference_update_query(["password"]).set(password=password)
+    return parsed if isinstance(parsed, _SecretsHiddenURL) else _SecretsHiddenURL(*parsed)
+
+
+class _SecretsHiddenURL(URL):
+    """A SQLAlchemy URL whose ``str()`` and ``repr()`` hide every secret
+    (:func:`~sqlresults.settings.hide_password`), not only the password before the @: libpq
+    also takes secrets from query parameters and connection strings."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return hide_password(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        # Equal to a plain URL's hash, as the two compare equal.
+        return hash(self.render_as_string())
 
 
 class _ConnectionLostError(Exception):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from sqlresults import queries
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
@@ -352,6 +352,84 @@ class TestFileDeletedOrReplaced:
             worker.submit(store.write, "after", key="worker, after").result()
         store.write("after", key="main thread, after")
         assert stored_keys(path) == ["main thread, after", "worker, after"]
+
+
+SECRET = "hunter2-Secret"
+UNREACHABLE = "postgresql+psycopg://app@127.0.0.1:1/db"
+BAD_SOCKET_DIR = "postgresql+psycopg://app@/db?host=/nonexistent-sqlresults-dir"
+
+# Every way libpq accepts a password (or another secret) in a URL sqlresults is given.
+SECRET_FORMS = {
+    "userinfo": f"postgresql+psycopg://app:{SECRET}@127.0.0.1:1/db",
+    "password parameter": f"{UNREACHABLE}?password={SECRET}",
+    "password parameter, socket": f"{BAD_SOCKET_DIR}&password={SECRET}",
+    "sslpassword parameter": f"{UNREACHABLE}?sslpassword={SECRET}",
+    "keyword/value conninfo": f"{UNREACHABLE}?conninfo=connect_timeout%3D5+password%3D{SECRET}",
+    "quoted keyword/value": f"{UNREACHABLE}?conninfo=password%3D%27{SECRET}+x%27",
+    "URI conninfo": (
+        f"{UNREACHABLE}?conninfo=postgresql%3A%2F%2Fapp%3A{SECRET}%40127.0.0.1%3A1%2Fdb"
+    ),
+    "keyword/value database name": f"postgresql+psycopg://app@127.0.0.1:1/db%20password%3D{SECRET}",
+}
+
+
+def assert_hidden(text: str) -> None:
+    """``text`` shows no part of the secret."""
+    assert SECRET not in text
+    assert "hunter2" not in text
+
+
+class TestSecrets:
+    """The forms are PostgreSQL URLs that reach no server (nothing connects but the failing
+    attempts), so these run without the test server."""
+
+    @pytest.mark.parametrize("url", SECRET_FORMS.values(), ids=SECRET_FORMS.keys())
+    def test_repr_str_and_display_url(self, url: str) -> None:
+        """repr and str of the Database, of its URL and of its engine, and display_url, show
+        no secret in any form libpq accepts; the driver still gets it."""
+        database = Database(url, auto_migrate=False)
+        for text in (
+            repr(database),
+            str(database),
+            database.display_url,
+            str(database.url),
+            repr(database.url),
+            repr(database.engine),
+        ):
+            assert_hidden(text)
+            assert "***" in text
+        assert SECRET in database.url.render_as_string(hide_password=False)
+
+    def test_password_parameter_is_the_password(self) -> None:
+        """A password= query parameter becomes the URL's password (libpq treats them the
+        same), so the driver gets it as the password and every mask applies."""
+        url = parse_url(f"{UNREACHABLE}?password={SECRET}&application_name=x")
+        assert url.password == SECRET
+        assert dict(url.query) == {"application_name": "x"}
+
+    @pytest.mark.parametrize("url", SECRET_FORMS.values(), ids=SECRET_FORMS.keys())
+    def test_connection_failure_shows_no_secret(self, url: str) -> None:
+        """A failed connection (refused, or no socket) raises StorageUnavailableError whose
+        message, and the driver error it was raised from, show no secret."""
+        database = Database(url, auto_migrate=False)
+        with pytest.raises(StorageUnavailableError) as caught:
+            database.schema_revision()
+        assert_hidden(str(caught.value))
+        assert_hidden("".join(traceback.format_exception(caught.value)))
+        assert "***" in str(caught.value)
+
+    @pytest.mark.postgres
+    def test_driver_text_echoing_a_secret_is_scrubbed(self, postgres_url: str) -> None:
+        """When the server echoes a secret back (a database name holding "password=..." is
+        named in "database ... does not exist"), the message and the driver's exception it
+        was raised from show *** instead (PostgreSQL-only)."""
+        name = f"nosuchdb password={SECRET}"
+        url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        database = Database(url, auto_migrate=False)
+        with pytest.raises(StorageUnavailableError, match="does not exist") as caught:
+            database.schema_revision()
+        assert_hidden(str(caught.value))
+        assert_hidden("".join(traceback.format_exception(caught.value)))
 
 
 class TestMemoryDatabase:

@@ -133,6 +133,49 @@ class TestSecrets:
         assert settings.signing_key is not None
         assert settings.signing_key.get_secret_value() == SIGNING_KEY
 
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            (
+                f"postgresql+psycopg://u@h/db?password={PASSWORD}",
+                "postgresql+psycopg://u@h/db?password=***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db?sslpassword={PASSWORD}&sslmode=require",
+                "postgresql+psycopg://u@h/db?sslmode=require&sslpassword=***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db?conninfo=host%3Dh+password%3D{PASSWORD}",
+                "postgresql+psycopg://u@h/db?conninfo=host%3Dh+password%3D***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db%20password%3D{PASSWORD}",
+                "postgresql+psycopg://u@h/db password%3D***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db?conninfo=postgresql%3A%2F%2Fu%3A{PASSWORD}%40h%2Fdb",
+                "postgresql+psycopg://u@h/db?conninfo=postgresql%3A%2F%2Fu%3A***%40h%2Fdb",
+            ),
+        ],
+        ids=["password", "sslpassword", "conninfo", "database name", "URI in a value"],
+    )
+    def test_hide_password_masks_every_form(self, url: str, shown: str) -> None:
+        """Besides the URL's own password, hide_password masks password= and sslpassword=
+        query parameters and a password inside a keyword/value string or a URI in any value
+        (libpq reads them all), and leaves the rest readable."""
+        assert hide_password(url) == shown
+
+    def test_settings_mask_a_password_parameter(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A password given as a query parameter of SQLRESULTS_DATABASE_URL is masked by
+        display_url and absent from repr and str of Settings."""
+        monkeypatch.setenv(
+            "SQLRESULTS_DATABASE_URL", f"postgresql+psycopg://u@h/db?password={PASSWORD}"
+        )
+        settings = Settings()
+        assert settings.display_url() == "postgresql+psycopg://u@h/db?password=***"
+        for text in (repr(settings), str(settings), repr(get_settings())):
+            assert PASSWORD not in text
+
     def test_hide_password(self) -> None:
         """hide_password masks the password, keeps a URL without one, and masks an
         unparsable URL entirely."""
