@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from sqlresults.database import Database
 from sqlresults.migrations import run_env
 
-run_env(context)
+run_env(context, open_database=lambda url: Database(url, auto_migrate=False))

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 
+from sqlresults import migrations
 from sqlresults.backoff import Backoff
 from sqlresults.dialects import Dialect, sqlite_file_url
 from sqlresults.errors import (
@@ -58,6 +59,8 @@ __all__ = ["Database", "WriteTransaction", "parse_url", "resolve_database"]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+#: Named statement parameters; the database sets ``"now"`` itself (:meth:`Database.stamp`).
+Params = MutableMapping[str, Any]
 
 # Backoff between retries of a busy database, in seconds (see sqlresults.backoff).
 _FIRST_BACKOFF = 0.0005
@@ -82,17 +85,20 @@ class WriteTransaction:
         #: Parameters and rows that went over the connection (see Database._attempt).
         self.moved: list[Any] = []
 
-    def fetchone(self, query: Query, params: Mapping[str, Any]) -> Row | None:
-        """Run ``query`` and return its first row, or None."""
+    def fetchone(self, query: Query, params: Params) -> Row | None:
+        """Run ``query`` and return its first row, or None (``params["now"]`` is set to the
+        time the statement runs, see :meth:`Database.fetchone`)."""
         database = self._database
+        database.stamp(params)
         cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
         row: Row | None = cursor.fetchone()
         self.moved.append((params, row))
         return row
 
-    def execute(self, query: Query, params: Mapping[str, Any]) -> int:
+    def execute(self, query: Query, params: Params) -> int:
         """Run ``query`` and return the number of rows it changed."""
         database = self._database
+        database.stamp(params)
         cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
         self.moved.append(params)
         return _changed_rows(cursor)
@@ -154,6 +160,7 @@ class Database:
         self._synchronous = settings.sqlite_synchronous
         self._uses_server_clock = clock is None and self.dialect.uses_server_clock
         self._now = self.dialect.now(use_server_clock=self._uses_server_clock)
+        self._stamp_clock = None if self._uses_server_clock else self.clock
         self._statements: dict[Query, str] = {}
         self._per_thread = self.dialect.is_sqlite
         # SQLite files (not memory databases) are watched for deletion or replacement.
@@ -185,6 +192,13 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
 
+    @property
+    def identity(self) -> str:
+        """The URL without its password: equal for every ``Database`` object that reaches the
+        same database. A key for per-database state, not for display (use
+        :attr:`display_url`)."""
+        return self._identity
+
     def is_same_database(self, other: Database) -> bool:
         """Whether ``other`` reaches the same database (the same URL, whatever the password),
         even through another ``Database`` object with its own engine."""
@@ -207,8 +221,23 @@ class Database:
             compiled = self._statements[query] = str(statement)
         return compiled
 
-    def fetchone(self, query: Query, params: Mapping[str, Any]) -> Row | None:
+    def stamp(self, params: Params) -> None:
+        """Set ``params["now"]`` to the current time, unless the server's clock decides.
+
+        Called right before each statement runs, on every attempt: a time taken before a
+        first-use migration or a busy wait would start a lease (or judge an expiry) in the past.
+        """
+        clock = self._stamp_clock
+        if clock is not None:
+            params["now"] = clock()
+
+    def fetchone(self, query: Query, params: Params) -> Row | None:
         """Run one statement in autocommit mode and return its first row, or None.
+
+        Args:
+            query: The statement (from :mod:`sqlresults.queries`).
+            params: Its named parameters. ``params["now"]`` is set to the time the statement
+                runs (on every retry), so callers need not pass it.
 
         Raises:
             StorageUnavailableError: The database stayed busy for ``busy_timeout`` seconds or
@@ -216,22 +245,39 @@ class Database:
         """
         sql = self._statements.get(query) or self.sql(query)
         options = self.execute_options
-        row: Row | None = self._run(lambda c: c.execute(sql, params, **options).fetchone(), params)
-        return row
+        stamp = self.stamp
 
-    def fetchall(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
-        """Run one statement in autocommit mode and return all its rows."""
+        def run(connection: Any) -> Row | None:
+            stamp(params)
+            row: Row | None = connection.execute(sql, params, **options).fetchone()
+            return row
+
+        return self._run(run, params)
+
+    def fetchall(self, query: Query, params: Params) -> list[Row]:
+        """Run one statement in autocommit mode and return all its rows (see
+        :meth:`fetchone`)."""
         sql = self.sql(query)
         options = self.execute_options
-        rows: list[Row] = self._run(lambda c: c.execute(sql, params, **options).fetchall(), params)
-        return rows
 
-    def execute(self, query: Query, params: Mapping[str, Any]) -> int:
-        """Run one statement in autocommit mode and return the number of rows it changed."""
+        def run(connection: Any) -> list[Row]:
+            self.stamp(params)
+            rows: list[Row] = connection.execute(sql, params, **options).fetchall()
+            return rows
+
+        return self._run(run, params)
+
+    def execute(self, query: Query, params: Params) -> int:
+        """Run one statement in autocommit mode and return the number of rows it changed (see
+        :meth:`fetchone`)."""
         sql = self.sql(query)
         options = self.execute_options
-        count: int = self._run(lambda c: _changed_rows(c.execute(sql, params, **options)), params)
-        return count
+
+        def run(connection: Any) -> int:
+            self.stamp(params)
+            return _changed_rows(connection.execute(sql, params, **options))
+
+        return self._run(run, params)
 
     def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
         """Run ``work`` inside one write transaction and commit it.
@@ -266,7 +312,7 @@ class Database:
         if self._uses_server_clock:
             from sqlresults import queries
 
-            row = self.fetchone(queries.clock, {"now": None})
+            row = self.fetchone(queries.clock, {})
             assert row is not None
             return float(row[0])
         return self.clock()
@@ -734,8 +780,6 @@ class Database:
             self._schema_ready = True
 
     def _bring_schema_up_to_date(self, revision: str | None) -> None:
-        from sqlresults import migrations
-
         if revision is not None and not migrations.is_known_revision(revision):
             raise migrations.newer_schema_error(self.display_url, revision)
         if not self.auto_migrate:

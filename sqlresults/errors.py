@@ -10,11 +10,14 @@ dict::
     │   └── InvalidExpirationError                   naive datetime, or not a time at all
     ├── RecordNotFoundError          (KeyError)      no record, or only an expired one
     ├── SerializationError                           the serializer can't handle it
-    │   └── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    │   ├── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    │   └── InvalidEnvelopeError     (ValueError)    bytes that are no record envelope
     ├── IntegrityError                               bad checksum or signature; unsigned
     ├── LockError
     │   ├── LockHeldByOtherError     (RuntimeError)  write refused: another holder's lock
     │   ├── LockNotHeldError         (ValueError)    release by someone not holding it
+    │   │   └── LeaseLostError                       commit after the lease ran out and
+    │   │                                            the lock was taken or swept
     │   └── LockTimeoutError         (TimeoutError)  a lock wait ran out
     │       └── SelfDeadlockError                    would wait on its own ancestor's lock
     ├── StorageError
@@ -36,8 +39,10 @@ __all__ = [
     "DamagedDatabaseError",
     "IntegrityError",
     "InvalidArgumentError",
+    "InvalidEnvelopeError",
     "InvalidExpirationError",
     "InvalidKeyError",
+    "LeaseLostError",
     "LockError",
     "LockHeldByOtherError",
     "LockNotHeldError",
@@ -98,7 +103,21 @@ class SerializationError(SQLResultsError):
 
 class UnknownSerializerError(SerializationError, ValueError):
     """A serializer ``type`` string that no :class:`~sqlresults.serializers.Serializer` subclass
-    registered."""
+    registered.
+
+    Where a type is looked up (``Serializer(type=...)``, a spec, a pydantic field typed
+    ``Serializer``) the error raised is also pydantic's ``ValidationError``, located at
+    ``type``, because that is what Prefect raises there.
+    """
+
+
+class InvalidEnvelopeError(SerializationError, ValueError):
+    """Bytes given as a result record's JSON envelope (or as its metadata document) are not
+    one: not JSON, the wrong shape, or invalid metadata.
+
+    A ``ValueError`` because Prefect raises pydantic's ``ValidationError`` (a ``ValueError``)
+    here, so code written for Prefect keeps catching it.
+    """
 
 
 class IntegrityError(SQLResultsError):
@@ -133,6 +152,27 @@ class LockNotHeldError(LockError, ValueError):
         self.key = key
         self.holder = holder
         super().__init__(f"No lock held by {holder} for transaction with key {key}")
+
+
+class LeaseLostError(LockNotHeldError):
+    """A holder wrote (or committed) under a lock it no longer holds.
+
+    Its lease ran out and the lock row was taken by another holder, or swept, before the
+    write: writing now could overwrite newer work, so nothing is written. A transaction that
+    hits this rolls back (its rollback hooks run) and the error propagates.
+    """
+
+    def __init__(self, key: str, holder: str) -> None:
+        self.key = key
+        self.holder = holder
+        # LockNotHeldError's message is Prefect's and fixed; this one says what happened.
+        SQLResultsError.__init__(
+            self,
+            f"The lock on key {key!r} held by {holder} was lost: its lease ran out and the lock "
+            "was taken by another holder or swept before this write, so nothing was written. "
+            "Give the lock a longer hold_timeout, or keep renewing it (open transactions renew "
+            "theirs) while the work runs.",
+        )
 
 
 class LockTimeoutError(LockError, TimeoutError):

@@ -11,6 +11,9 @@ managers (reference §5):
   bumps a fencing counter; there is no check-then-create race;
 - releasing checks the holder in the same statement, so a slow holder can never release the lock
   someone else took after its lease ran out;
+- fencing: the process remembers the fence each of its locks was granted with, and a holder's
+  writes, renewals and releases carry it, so a holder whose lease ran out and whose lock was taken
+  (or swept) since can never overwrite newer work (:class:`~sqlresults.errors.LeaseLostError`);
 - ``acquire_timeout=0`` tries once; waiting polls with a read (which never blocks SQLite's
   writer) and jittered exponential backoff, and takes the write lock only to acquire; on
   PostgreSQL a release is announced with NOTIFY and waiters wake at once.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -211,8 +215,13 @@ class SQLLockManager:
         database = self.database
 
         def attempt() -> bool:
-            params["now"] = database.clock()
-            return database.fetchone(queries.lock_acquire, params) is not None
+            # The database stamps "now" when the statement runs, so the lease starts when its
+            # row is written, whatever migration or busy wait came first.
+            row = database.fetchone(queries.lock_acquire, params)
+            if row is None:
+                return False
+            _FENCES.remember(self._scope, key, holder, int(row[0]))
+            return True
 
         return attempt, wait
 
@@ -233,19 +242,42 @@ class SQLLockManager:
                 ``ValueError``, with Prefect's message); the lock is left untouched.
         """
         params = self._params(key, holder)
-        if self.database.fetchone(queries.lock_release, params) is None:
+        released = self.database.fetchone(queries.lock_release, params) is not None
+        # Released, or not ours any more: either way this process holds no lock here now.
+        _FENCES.forget(self._scope, key, holder)
+        if not released:
             self._raise_if_held_by_other(key, holder)
 
     def renew_lock(self, key: str, holder: str, hold_timeout: float | None = None) -> bool:
         """Extend ``holder``'s lease on ``key`` to ``hold_timeout`` seconds from now.
 
         Returns:
-            True if ``holder`` still had the lock row (even if its lease had just run out, as
-            long as nobody took it since); False if the lock is gone or someone else holds it.
+            True if ``holder`` still had the lock row, with the fence this process was granted
+            (even if its lease had just run out, as long as nobody took it since); False if the
+            lock is gone or someone else holds it.
         """
         params = self._params(key, holder)
         params["hold"] = self._lease(hold_timeout)
-        return self.database.fetchone(queries.lock_renew, params) is not None
+        renewed = self.database.fetchone(queries.lock_renew, params) is not None
+        if not renewed:
+            _FENCES.forget(self._scope, key, holder)
+        return renewed
+
+    def held_fence(self, key: str, holder: str) -> int | None:
+        """The fence ``holder``'s lock on ``key`` was granted with, if this process acquired it
+        and has not released it since (whether it is still held is the database's to say).
+
+        Writes and releases carry it, so that they are refused once the lock was lost.
+        """
+        return _FENCES.fence(self._scope, key, holder)
+
+    def forget_lock(self, key: str, holder: str) -> None:
+        """Forget the fence of ``holder``'s lock on ``key`` (it was released or lost)."""
+        _FENCES.forget(self._scope, key, holder)
+
+    @property
+    def _scope(self) -> tuple[str, str]:
+        return (self.database.identity, self.namespace)
 
     def _raise_if_held_by_other(self, key: str, holder: str) -> None:
         owner = self.lock_holder(key)
@@ -257,8 +289,7 @@ class SQLLockManager:
     def lock_holder(self, key: str) -> str | None:
         """The holder of the unexpired lock on ``key``, or None when it is free."""
         row = self.database.fetchone(
-            queries.lock_state,
-            {"ns": self.namespace, "key": check_key(key), "now": self.database.clock()},
+            queries.lock_state, {"ns": self.namespace, "key": check_key(key)}
         )
         return None if row is None else str(row[0])
 
@@ -317,12 +348,41 @@ class SQLLockManager:
         return True
 
     def _params(self, key: str, holder: str) -> dict[str, Any]:
+        key, holder = check_key(key), check_holder(holder)
         return {
             "ns": self.namespace,
-            "key": check_key(key),
-            "holder": check_holder(holder),
-            "now": self.database.clock(),
+            "key": key,
+            "holder": holder,
+            "fence": _FENCES.fence(self._scope, key, holder),
         }
+
+
+class _FenceBook:
+    """The fences of the locks this process acquired and has not released.
+
+    Keyed by (database identity, namespace, key, holder), so every lock manager and store on
+    the same database shares it. A holder's writes, renewals and releases carry the fence: a
+    lock row whose fence changed was re-acquired by someone after the holder's lease ran out,
+    and must not be touched. Entries go when the lock is released, or found lost.
+    """
+
+    def __init__(self) -> None:
+        self._fences: dict[tuple[str, str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, scope: tuple[str, str], key: str, holder: str, fence: int) -> None:
+        with self._lock:
+            self._fences[(*scope, key, holder)] = fence
+
+    def forget(self, scope: tuple[str, str], key: str, holder: str) -> None:
+        with self._lock:
+            self._fences.pop((*scope, key, holder), None)
+
+    def fence(self, scope: tuple[str, str], key: str, holder: str) -> int | None:
+        return self._fences.get((*scope, key, holder))
+
+
+_FENCES = _FenceBook()
 
 
 def _lock_backoff(timeout: float | None) -> Backoff:

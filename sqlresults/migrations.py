@@ -5,6 +5,10 @@ wheel as ``sqlresults/_alembic``; :func:`script_location` finds whichever exists
 ``alembic.ini``: the configuration is built here, so nothing depends on the working directory.
 ``alembic/env.py`` only calls :func:`run_env`.
 
+This module sits below :mod:`sqlresults.database`: it works on any :class:`MigrationTarget`
+(a :class:`~sqlresults.database.Database` is one), so the database can upgrade its own schema on
+first use without the two modules importing each other.
+
 Alembic is imported inside the functions that need it: opening a store must not pay for it.
 """
 
@@ -12,11 +16,11 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlresults.errors import ConfigurationError, SchemaOutOfDateError
 from sqlresults.schema import VERSION_TABLE, metadata
@@ -26,9 +30,10 @@ if TYPE_CHECKING:
     from alembic.runtime.environment import EnvironmentContext
     from sqlalchemy.engine import Connection
 
-    from sqlresults.database import Database
+    from sqlresults.dialects import Dialect
 
 __all__ = [
+    "MigrationTarget",
     "Revision",
     "check",
     "current_revision",
@@ -46,6 +51,32 @@ __all__ = [
 # alembic.context is a module-level proxy and not thread-safe; one migration at a time per process
 # (other processes are kept out by the database lock taken in _migration_connection).
 _ALEMBIC_LOCK = threading.Lock()
+
+
+class MigrationTarget(Protocol):
+    """What migrating needs of a database; :class:`~sqlresults.database.Database` is one."""
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked."""
+        ...
+
+    @property
+    def dialect(self) -> Dialect:
+        """The database's dialect."""
+        ...
+
+    def admin_connection(self) -> AbstractContextManager[Connection]:
+        """A SQLAlchemy connection inside a write transaction, committed at exit."""
+        ...
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at, or None before the first migration."""
+        ...
+
+    def forget_schema_state(self) -> None:
+        """Make the next operation check the schema again."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +144,7 @@ def history() -> list[Revision]:
     ]
 
 
-def current_revision(database: Database) -> str | None:
+def current_revision(database: MigrationTarget) -> str | None:
     """Return the revision the database is at, or None if sqlresults never migrated it.
 
     Args:
@@ -125,7 +156,7 @@ def current_revision(database: Database) -> str | None:
     return database.schema_revision()
 
 
-def upgrade(database: Database, revision: str = "head") -> None:
+def upgrade(database: MigrationTarget, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` in one transaction, serialised across processes.
 
     Args:
@@ -142,7 +173,7 @@ def upgrade(database: Database, revision: str = "head") -> None:
         command.upgrade(_config(connection=connection), revision)
 
 
-def downgrade(database: Database, revision: str) -> None:
+def downgrade(database: MigrationTarget, revision: str) -> None:
     """Downgrade the schema to ``revision`` (``"base"`` drops every sqlresults table).
 
     Args:
@@ -180,7 +211,7 @@ def upgrade_sql(url: str, revision: str = "head", *, from_revision: str | None =
     return output.getvalue() if isinstance(output, io.StringIO) else ""
 
 
-def check(database: Database) -> None:
+def check(database: MigrationTarget) -> None:
     """Fail if :mod:`sqlresults.schema` and the migration tree disagree (``alembic check``).
 
     Raises:
@@ -197,7 +228,7 @@ def check(database: Database) -> None:
 
 
 @contextmanager
-def _migration_connection(database: Database) -> Iterator[Connection]:
+def _migration_connection(database: MigrationTarget) -> Iterator[Connection]:
     """Open one SQLAlchemy connection in a write transaction that keeps other migrators out.
 
     Raises:
@@ -217,7 +248,7 @@ def _migration_connection(database: Database) -> Iterator[Connection]:
     database.forget_schema_state()
 
 
-def _refuse_unknown_revision(database: Database, connection: Connection) -> None:
+def _refuse_unknown_revision(database: MigrationTarget, connection: Connection) -> None:
     from alembic.runtime.migration import MigrationContext
 
     current = MigrationContext.configure(
@@ -251,12 +282,23 @@ def _translate_alembic_errors() -> Iterator[None]:
         raise ConfigurationError(str(exc)) from exc
 
 
-def run_env(context: EnvironmentContext) -> None:
+def run_env(
+    context: EnvironmentContext,
+    open_database: Callable[[str], MigrationTarget] | None = None,
+) -> None:
     """The body of ``alembic/env.py``: run migrations online or print them offline.
 
     Online, the connection comes from :func:`upgrade`/:func:`downgrade` (or, when Alembic is run
-    by hand from a checkout, from ``SQLRESULTS_DATABASE_URL``). Offline (``--sql``), only the
-    URL's dialect is used and the SQL goes to a buffer the caller reads.
+    by hand from a checkout, from ``SQLRESULTS_DATABASE_URL``, opened with ``open_database``).
+    Offline (``--sql``), only the URL's dialect is used and the SQL goes to a buffer the caller
+    reads.
+
+    Args:
+        context: Alembic's environment context.
+        open_database: Opens the database of a URL, for Alembic run by hand.
+
+    Raises:
+        ConfigurationError: Alembic was run by hand and no ``open_database`` was given.
     """
     options: dict[str, Any] = {
         "target_metadata": metadata,
@@ -288,9 +330,9 @@ def run_env(context: EnvironmentContext) -> None:
         return
 
     # Plain `alembic` from a checkout (e.g. `alembic revision --autogenerate`).
-    from sqlresults.database import Database
-
-    database = Database(_settings_url(), auto_migrate=False)
+    if open_database is None:
+        raise ConfigurationError("run_env needs open_database to migrate outside sqlresults.")
+    database = open_database(_settings_url())
     with _migration_connection(database) as own_connection:
         context.configure(connection=own_connection, **options)
         with context.begin_transaction():

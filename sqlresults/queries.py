@@ -55,6 +55,9 @@ Query = Callable[[Dialect, ColumnElement[float]], Executable]
 _ns = bindparam("ns", type_=String())
 _key = bindparam("key", type_=String())
 _holder = bindparam("holder", type_=String())
+# The fence the caller's lock was granted with, or NULL when the caller holds no lock it knows
+# of (see sqlresults.locking: fences are remembered per process for the locks it acquired).
+_fence = bindparam("fence", type_=BigInteger())
 
 
 def _record_is() -> Any:
@@ -72,6 +75,28 @@ def _locked_by_other(now: ColumnElement[float]) -> Any:
         locks.c.key == _key,
         locks.c.holder != _holder,
         locks.c.expires > now,
+    )
+
+
+def _is_our_lock() -> Any:
+    """The lock row on (ns, key) is ``holder``'s and, when ``fence`` is given, still carries
+    that fence (no acquire happened since, by anyone). Its lease may have run out: a lease that
+    ended while nobody took the key or swept its row still guards the key."""
+    return and_(
+        locks.c.namespace == _ns,
+        locks.c.key == _key,
+        locks.c.holder == _holder,
+        or_(_fence.is_(None), locks.c.fence == _fence),
+    )
+
+
+def _may_write(now: ColumnElement[float]) -> Any:
+    """Whether ``holder`` may write (ns, key): without a fence, unless another holder has an
+    unexpired lock (Prefect: no lock is needed to write); with a fence, only while the lock it
+    was granted is still its own."""
+    return or_(
+        and_(_fence.is_(None), ~_locked_by_other(now)),
+        and_(_fence.is_not(None), exists().where(_is_our_lock())),
     )
 
 
@@ -117,10 +142,12 @@ def record_read(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """Insert or replace a record unless another holder has an unexpired lock on its key.
+    """Insert or replace a record unless another holder has an unexpired lock on its key, or,
+    when ``fence`` is given, unless the caller's own lock with that fence is gone.
 
     Extra parameters: ``payload``, ``serializer``, ``checksum``, ``signature``, ``size``,
-    ``expires``, ``version``, ``holder``. Returns the new version, or no row when refused.
+    ``expires``, ``version``, ``holder``, ``fence``. Returns the new version, or no row when
+    refused.
     """
     insert = dialect.insert(records)
     values: Any = select(
@@ -135,7 +162,7 @@ def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
         now,
         bindparam("expires", type_=Double()),
         bindparam("version", type_=BigInteger()),
-    ).where(~_locked_by_other(now))
+    ).where(_may_write(now))
     insert = insert.from_select(
         [
             "namespace",
@@ -164,11 +191,12 @@ def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def record_delete(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """Delete a record unless another holder has an unexpired lock on its key.
+    """Delete a record unless another holder has an unexpired lock on its key, or, when
+    ``fence`` is given, unless the caller's own lock with that fence is gone.
 
-    Extra parameter: ``holder``. Returns the deleted key, or no row.
+    Extra parameters: ``holder``, ``fence``. Returns the deleted key, or no row.
     """
-    return delete(records).where(_record_is(), ~_locked_by_other(now)).returning(records.c.key)
+    return delete(records).where(_record_is(), _may_write(now)).returning(records.c.key)
 
 
 def record_keys(dialect: Dialect, now: ColumnElement[float]) -> Executable:
@@ -263,17 +291,14 @@ def lock_acquire(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def lock_release(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """Delete the lock row if ``holder`` holds it. Returns the fence, or no row.
+    """Delete the lock row if ``holder`` holds it (with ``fence``, when given). Returns the
+    fence, or no row.
 
     Where the database has notifications (PostgreSQL), the same statement announces the release
     on :attr:`~sqlresults.dialects.Dialect.release_channel`; it is delivered when the release
     commits, so waiters wake then instead of at their next poll.
     """
-    released = (
-        delete(locks)
-        .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.holder == _holder)
-        .returning(locks.c.fence)
-    )
+    released = delete(locks).where(_is_our_lock()).returning(locks.c.fence)
     notice = dialect.release_notice(_ns.concat(literal_column("'/'")).concat(_key))
     if notice is None:
         return released
@@ -282,10 +307,11 @@ def lock_release(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def lock_renew(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """Extend ``holder``'s lease to now + ``hold`` seconds. Returns the fence, or no row."""
+    """Extend ``holder``'s lease (with ``fence``, when given) to now + ``hold`` seconds.
+    Returns the fence, or no row."""
     return (
         update(locks)
-        .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.holder == _holder)
+        .where(_is_our_lock())
         .values(expires=now + bindparam("hold", type_=Double()))
         .returning(locks.c.fence)
     )
@@ -296,6 +322,12 @@ def lock_state(dialect: Dialect, now: ColumnElement[float]) -> Executable:
     return select(locks.c.holder, locks.c.fence).where(
         locks.c.namespace == _ns, locks.c.key == _key, locks.c.expires > now
     )
+
+
+def lock_is_ours(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """One row if ``holder`` still has the lock row on the key with ``fence`` (or any fence,
+    when NULL), whether or not its lease has run out."""
+    return select(_ONE).where(_is_our_lock())
 
 
 def locks_sweep(dialect: Dialect, now: ColumnElement[float]) -> Executable:

@@ -19,7 +19,7 @@ from uuid import UUID
 import pydantic_core
 from pydantic import BaseModel, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
-from sqlresults.errors import InvalidExpirationError, SerializationError
+from sqlresults.errors import InvalidEnvelopeError, InvalidExpirationError, SerializationError
 from sqlresults.serializers import (
     CompressedSerializer,
     JSONSerializer,
@@ -268,15 +268,17 @@ class ResultRecord(BaseModel, Generic[R]):
             The record; not marked persisted.
 
         Raises:
-            SerializationError: ``data`` is no envelope and there is no ``backup_serializer``, or
-                the result does not decode (the message names the serializer).
+            InvalidEnvelopeError: ``data`` is no envelope (not JSON, the wrong shape, invalid
+                metadata) and there is no ``backup_serializer``; a ``ValueError``, as Prefect's
+                ``ValidationError`` is.
+            SerializationError: the result does not decode (the message names the serializer).
         """
         try:
             metadata, text = _read_envelope(data)
             payload = text.encode()
         except ValueError as exc:
             if backup_serializer is None:
-                raise SerializationError(
+                raise InvalidEnvelopeError(
                     f"The bytes are not a result record envelope: {exc}. Pass backup_serializer "
                     "to read a bare serialized result."
                 ) from exc
@@ -298,12 +300,14 @@ class ResultRecord(BaseModel, Generic[R]):
             The record; not marked persisted.
 
         Raises:
-            SerializationError: the metadata is invalid or the payload does not decode.
+            InvalidEnvelopeError: the metadata is invalid (a ``ValueError``, as Prefect's
+                ``ValidationError`` is).
+            SerializationError: the payload does not decode.
         """
         try:
             record_metadata = ResultRecordMetadata.load_bytes(metadata)
         except ValueError as exc:
-            raise SerializationError("The metadata bytes are not valid result metadata.") from exc
+            raise InvalidEnvelopeError("The metadata bytes are not valid result metadata.") from exc
         value = _load(record_metadata.serializer, result, prefect_format=False)
         return cls(metadata=record_metadata, result=value)
 

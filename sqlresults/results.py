@@ -20,14 +20,11 @@ one differs on purpose (DESIGN.md §2):
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import random
 import socket
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,12 +37,15 @@ from sqlresults.context import current_flow_run, current_task_run
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.dialects import Dialect
 from sqlresults.errors import (
-    IntegrityError,
     InvalidArgumentError,
+    LeaseLostError,
+    LockError,
     LockHeldByOtherError,
     RecordNotFoundError,
     SerializationError,
+    UnknownSerializerError,
 )
+from sqlresults.integrity import Signer, damaged_record_error, record_checksum, verify_record
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
 from sqlresults.records import ResultRecord
 from sqlresults.serializers import Serializer
@@ -63,6 +63,7 @@ __all__ = [
     "DEFAULT_STORAGE_KEY_FN",
     "ResultStore",
     "StoreStats",
+    "aget_default_result_storage",
     "default_cache",
     "get_default_persist_setting",
     "get_default_persist_setting_for_tasks",
@@ -158,7 +159,9 @@ class ResultStore:
         )
         self._cache_lock = threading.Lock()
         signing_key = settings.signing_key
-        self._signing_key = None if signing_key is None else signing_key.get_secret_value().encode()
+        self._signer = (
+            None if signing_key is None else Signer(signing_key.get_secret_value().encode())
+        )
 
     def __repr__(self) -> str:
         return (
@@ -195,7 +198,7 @@ class ResultStore:
             StorageUnavailableError: The database cannot be reached (never reported as False).
         """
         database = self.result_storage
-        params = {"ns": self.namespace, "key": check_key(key), "now": database.clock()}
+        params = {"ns": self.namespace, "key": check_key(key)}
         return database.fetchone(queries.record_exists, params) is not None
 
     async def aexists(self, key: str) -> bool:
@@ -236,7 +239,6 @@ class ResultStore:
             params = {
                 "ns": self.namespace,
                 "key": key,
-                "now": database.clock(),
                 "known_version": None if cached is None else cached.version,
                 "include_expired": 1 if include_expired else 0,
             }
@@ -256,8 +258,15 @@ class ResultStore:
             raise RecordNotFoundError(key, self.namespace, expired=True)
         if payload is None and cached is not None and cached.version == version:
             return cached
-        self._verify(key, spec, payload, checksum, signature)
-        serializer = Serializer.from_spec_json(spec)
+        namespace = self.namespace
+        verify_record(namespace, key, spec, expires, payload, checksum, signature, self._signer)
+        try:
+            serializer = Serializer.from_spec_json(spec)
+        except UnknownSerializerError:
+            raise
+        except ValueError as exc:
+            # Only a row written before the checksum covered the spec gets here damaged.
+            raise damaged_record_error(key, namespace) from exc
         try:
             result = serializer.loads(payload)
         except SerializationError:
@@ -296,41 +305,6 @@ class ResultStore:
         if isinstance(self.lock_manager, SQLLockManager):
             return self.lock_manager.lock_holder(key)
         return None
-
-    def _verify(
-        self, key: str, spec: str, payload: bytes, checksum: int, signature: bytes | None
-    ) -> None:
-        if _checksum(payload) != checksum:
-            raise IntegrityError(
-                f"The payload of result record {key!r} fails its checksum: the stored bytes are "
-                "damaged or were changed outside sqlresults. Delete the record and recompute it."
-            )
-        if self._signing_key is None:
-            return
-        if signature is None:
-            raise IntegrityError(
-                f"Result record {key!r} is not signed, and SQLRESULTS_SIGNING_KEY is set, so it "
-                "is refused unread. Rewrite it with the signing key set, or delete it."
-            )
-        if not hmac.compare_digest(signature, self._sign(key, spec, payload)):
-            raise IntegrityError(
-                f"The signature of result record {key!r} does not match: it was written with "
-                "another signing key or altered. It is refused unread."
-            )
-
-    def _sign(self, key: str, spec: str, payload: bytes) -> bytes:
-        """HMAC-SHA256 over namespace, key, serializer and payload.
-
-        Binding the key and serializer stops a signed payload from being replayed under
-        another key or decoded with another (e.g. pickle) serializer.
-        """
-        assert self._signing_key is not None
-        mac = hmac.new(self._signing_key, digestmod=hashlib.sha256)
-        for part in (self.namespace.encode(), key.encode(), spec.encode()):
-            mac.update(len(part).to_bytes(8, "big"))
-            mac.update(part)
-        mac.update(payload)
-        return mac.digest()
 
     # -- write -----------------------------------------------------------------------------
 
@@ -422,49 +396,91 @@ class ResultStore:
         holder = check_holder(holder or self.generate_default_holder())
         payload = result_record.serialize_result()
         spec = self._spec_json(metadata.serializer)
-        if not self._locks_in_database and self._held_by_other(key, holder):
+        locks_in_database = self._locks_in_database
+        if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
         database = self.result_storage
+        expires = None if metadata.expiration is None else metadata.expiration.timestamp()
+        # The fence of the lock this holder took here, if any: the write is then allowed only
+        # while that lock is still the holder's (a lease that ran out and was re-taken, or
+        # swept, must not let a stale holder overwrite newer work).
+        fence = self._held_fence(key, holder) if locks_in_database else None
         params = {
             "ns": self.namespace,
             "key": key,
             "payload": payload,
             "serializer": spec,
-            "checksum": _checksum(payload),
-            "signature": None if self._signing_key is None else self._sign(key, spec, payload),
+            "checksum": record_checksum(self.namespace, key, spec, expires, payload),
+            "signature": None
+            if self._signer is None
+            else self._signer.sign(self.namespace, key, spec, expires, payload),
             "size": len(payload),
-            "expires": None if metadata.expiration is None else metadata.expiration.timestamp(),
+            "expires": expires,
             # Unique, not secret: the random module is reseeded in forked children.
             "version": random.getrandbits(63),
             "holder": holder,
-            "now": database.clock(),
+            "fence": fence,
         }
         del payload
-        if release_lock and self._locks_in_database:
-
-            def release_then_write(transaction: WriteTransaction) -> int:
-                # Release first. On PostgreSQL (READ COMMITTED) the DELETE locks the lock row, so
-                # a holder that took the key after our lease ran out has either committed (and
-                # the upsert, a new snapshot, sees its lock and refuses) or waits for our commit
-                # (and then finds the record). The other order would let it slip in between the
-                # upsert's snapshot and the release, and both would compute. If the upsert is
-                # refused, the rollback restores our lock row.
-                transaction.fetchone(queries.lock_release, params)
-                row = transaction.fetchone(queries.record_upsert, params)
-                if row is None:
-                    raise LockHeldByOtherError(key)
-                return int(row[0])
-
-            version = database.transaction(release_then_write)
+        if release_lock and locks_in_database:
+            version = self._release_and_write(key, holder, params)
         else:
             row = database.fetchone(queries.record_upsert, params)
             if row is None:
-                raise LockHeldByOtherError(key)
+                raise self._refusal(key, holder, fence)
             version = int(row[0])
             if release_lock:
                 self.lock_manager.release_lock(key, holder)
         result_record.mark_persisted(version)
         self._remember(key, result_record)
+
+    def _release_and_write(self, key: str, holder: str, params: dict[str, Any]) -> int:
+        """Release ``holder``'s lock and write the record in one database transaction; return
+        the new version. Nothing happens unless the holder still has its lock row (with the
+        fence it was granted, when this process acquired it).
+
+        Raises:
+            LeaseLostError: The holder's lock is gone: taken by another holder after its lease
+                ran out, swept, or never taken.
+            LockHeldByOtherError: Another holder has the key locked and this one never held it.
+        """
+        fence = params["fence"]
+
+        def release_then_write(transaction: WriteTransaction) -> int | None:
+            # Release first. On PostgreSQL (READ COMMITTED) the DELETE locks the lock row, so a
+            # holder that took the key after our lease ran out has either committed (and the
+            # upsert, a new snapshot, sees its lock and refuses) or waits for our commit (and
+            # then finds the record). The other order would let it slip in between the upsert's
+            # snapshot and the release, and both would compute.
+            if transaction.fetchone(queries.lock_release, params) is None:
+                return None  # not our lock any more: write nothing
+            row = transaction.fetchone(queries.record_upsert, {**params, "fence": None})
+            if row is None:
+                raise LockHeldByOtherError(key)  # rolls back: our lock row is restored
+            return int(row[0])
+
+        version = self.result_storage.transaction(release_then_write)
+        manager = self.lock_manager
+        assert isinstance(manager, SQLLockManager)  # _locks_in_database
+        manager.forget_lock(key, holder)
+        if version is None:
+            raise self._refusal(key, holder, fence, released=True)
+        return version
+
+    def _refusal(
+        self, key: str, holder: str, fence: int | None, *, released: bool = False
+    ) -> LockError:
+        """The error for a write the database refused: the holder lost the lock it was
+        granted (``fence`` known, or it asked to release one), or another holder has it."""
+        if fence is None and (not released or self._lock_holder(key) not in (None, holder)):
+            return LockHeldByOtherError(key)
+        if isinstance(self.lock_manager, SQLLockManager):
+            self.lock_manager.forget_lock(key, holder)
+        return LeaseLostError(key, holder)
+
+    def _held_fence(self, key: str, holder: str) -> int | None:
+        manager = self.lock_manager
+        return manager.held_fence(key, holder) if isinstance(manager, SQLLockManager) else None
 
     async def apersist_result_record(
         self, result_record: ResultRecord[Any], holder: str | None = None
@@ -499,23 +515,28 @@ class ResultStore:
 
         Raises:
             LockHeldByOtherError: Another holder has an unexpired lock on the key.
+            LeaseLostError: ``holder`` took the key's lock here and lost it since (its lease
+                ran out and the lock was re-taken or swept): nothing is deleted.
             StorageUnavailableError: The database cannot be reached.
         """
+        key = check_key(key)
         holder = check_holder(holder or self.generate_default_holder())
-        if not self._locks_in_database and self._held_by_other(check_key(key), holder):
+        locks_in_database = self._locks_in_database
+        if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
         database = self.result_storage
-        params = {
-            "ns": self.namespace,
-            "key": check_key(key),
-            "holder": holder,
-            "now": database.clock(),
-        }
+        fence = self._held_fence(key, holder) if locks_in_database else None
+        params = {"ns": self.namespace, "key": key, "holder": holder, "fence": fence}
         deleted = database.fetchone(queries.record_delete, params) is not None
         self._forget(key)
-        if not deleted and self._lock_holder(key) not in (None, holder):
+        if deleted:
+            return True
+        if fence is not None:
+            if database.fetchone(queries.lock_is_ours, params) is None:
+                raise self._refusal(key, holder, fence)
+        elif self._lock_holder(key) not in (None, holder):
             raise LockHeldByOtherError(key)
-        return deleted
+        return False
 
     async def adelete(self, key: str, holder: str | None = None) -> bool:
         """Async form of :meth:`delete`."""
@@ -544,7 +565,6 @@ class ResultStore:
                 "after": after,
                 "prefix": prefix,
                 "limit": _PAGE_SIZE,
-                "now": database.clock(),
             }
             page = database.fetchall(queries.record_keys, params)
             for (key,) in page:
@@ -567,7 +587,7 @@ class ResultStore:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}.")
         database = self.result_storage
-        params = {"ns": self.namespace, "limit": batch_size, "now": database.clock()}
+        params = {"ns": self.namespace, "limit": batch_size}
         total = 0
         while True:
             deleted = database.execute(queries.records_sweep, params)
@@ -584,9 +604,7 @@ class ResultStore:
         """Count the namespace's records, payload bytes, unswept expired records and held
         locks, in one query that reads no payload."""
         database = self.result_storage
-        row = database.fetchone(
-            queries.records_stats, {"ns": self.namespace, "now": database.clock()}
-        )
+        row = database.fetchone(queries.records_stats, {"ns": self.namespace})
         assert row is not None  # an aggregate always returns one row
         records, size, expired, locks_held = row
         return StoreStats(int(records), int(size), int(expired), int(locks_held))
@@ -725,16 +743,6 @@ class ResultStore:
 _HOSTNAME = socket.gethostname()
 
 
-def _checksum(payload: bytes) -> int:
-    """CRC-32 of the payload as a signed 32-bit integer.
-
-    Signed, so the stored integer keeps one width (SQLite stores values of 2**31 and above in 6
-    bytes, below in 4): a rewritten row that keeps its size can be overwritten in place.
-    """
-    crc = zlib.crc32(payload)
-    return crc - (1 << 32) if crc & 0x8000_0000 else crc
-
-
 # -- module functions (prefect.results) ------------------------------------------------------
 
 
@@ -742,6 +750,15 @@ def get_default_result_storage() -> Database:
     """Return the default result database (``SQLRESULTS_DATABASE_URL``, else
     ``~/.sqlresults/results.db``), shared by every store in the process."""
     return resolve_database(None)
+
+
+async def aget_default_result_storage() -> Database:
+    """Async form of :func:`get_default_result_storage` (Prefect's name).
+
+    The first call builds the Database (and its engine) in a worker thread, so it never holds
+    up the event loop; later calls return the same shared Database.
+    """
+    return await asyncio.to_thread(get_default_result_storage)
 
 
 def resolve_result_storage(result_storage: Any) -> Database:

@@ -48,20 +48,22 @@ import io
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Self
+from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     SerializeAsAny,
     TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.errors import PydanticSchemaGenerationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import InitErrorDetails, to_jsonable_python
 
 from sqlresults.errors import UnknownSerializerError
 
@@ -79,6 +81,8 @@ __all__ = [
 
 # type string -> the class that handles it; filled by Serializer.__pydantic_init_subclass__.
 _REGISTRY: dict[str, type[Serializer]] = {}
+
+S = TypeVar("S", bound="Serializer")
 
 
 def _qualified_name(cls: type[Any]) -> str:
@@ -135,21 +139,60 @@ def _check_library(name: str, kind: str, *methods: str) -> str:
     return name
 
 
+class _UnknownSerializerTypeError(UnknownSerializerError, ValidationError):
+    """An unregistered ``type``: an :class:`~sqlresults.errors.UnknownSerializerError` that is
+    also pydantic's ``ValidationError`` located at ``type``, which is what Prefect raises there
+    (its users catch that; ours catch the former). Build it with :meth:`for_type`."""
+
+    @classmethod
+    def for_type(cls, type_: object, message: str) -> _UnknownSerializerTypeError:
+        """The error for an unregistered ``type_``, explained by ``message``."""
+        detail: InitErrorDetails = {
+            "type": "value_error",
+            "loc": ("type",),
+            "input": type_,
+            "ctx": {"error": message},
+        }
+        return cls.from_exception_data("Serializer", [detail])
+
+
 def _lookup(type_: object) -> type[Serializer]:
     """The registered serializer class for a type string.
 
     Raises:
-        UnknownSerializerError: nobody registered ``type_``.
+        UnknownSerializerError: nobody registered ``type_``; the error is also a pydantic
+            ``ValidationError`` at ``type``, as Prefect's is.
     """
     found = _REGISTRY.get(type_) if isinstance(type_, str) else None
     if found is None:
         example = type_ if isinstance(type_, str) else "my-serializer"
-        raise UnknownSerializerError(
+        raise _UnknownSerializerTypeError.for_type(
+            type_,
             f"Unknown serializer type {type_!r}. Registered types: "
             f"{', '.join(map(repr, sorted(_REGISTRY)))}. To register a serializer, subclass "
             "sqlresults.serializers.Serializer and give its `type` field a new default, e.g. "
             f"`class MySerializer(Serializer): type: str = {example!r}`, then import the module "
-            "that defines it."
+            "that defines it.",
+        )
+    return found
+
+
+def _dispatch_target(cls: type[S], type_: object) -> type[S]:
+    """The class that builds a serializer of ``type_`` when ``cls`` is asked to: ``cls`` itself
+    for its own type (or none given), else the class registered for ``type_``.
+
+    Raises:
+        UnknownSerializerError: ``type_`` is not registered.
+        ValueError: ``type_`` belongs to a class that is not a subclass of ``cls``
+            (``JSONSerializer(type="pickle")``).
+    """
+    if type_ is None or type_ == cls.model_fields["type"].default:
+        return cls
+    found = _lookup(type_)
+    if not issubclass(found, cls):
+        raise ValueError(
+            f"{cls.__name__} cannot be given type {type_!r}, which is "
+            f"{found.__name__}'s. Use Serializer(type={type_!r}) instead."
         )
     return found
 
@@ -169,25 +212,43 @@ class Serializer(BaseModel, abc.ABC):
 
     type: str
 
+    # Whether a spec whose `type` is not this class's own builds the class registered for it.
+    _dispatches: ClassVar[bool] = True
+
     def __new__(cls, **data: Any) -> Self:
         """Dispatch ``Serializer(type=...)`` to the class registered for that type.
 
         Raises:
-            UnknownSerializerError: ``type`` is not registered.
+            UnknownSerializerError: ``type`` is not registered (also a pydantic
+                ``ValidationError`` at ``type``, Prefect's error).
             ValueError: ``type`` belongs to a class that is not a subclass of ``cls``
                 (``JSONSerializer(type="pickle")``).
         """
-        target: type[Self] = cls
-        requested = data.get("type")
-        if requested is not None and requested != cls.model_fields["type"].default:
-            found = _lookup(requested)
-            if not issubclass(found, cls):
-                raise ValueError(
-                    f"{cls.__name__} cannot be given type {requested!r}, which is "
-                    f"{found.__name__}'s. Use Serializer(type={requested!r}) instead."
-                )
-            target = found
-        return super().__new__(target)
+        return super().__new__(_dispatch_target(cls, data.get("type")))
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _dispatch_on_type(cls, value: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Let a pydantic field typed ``Serializer`` (or a subclass) take a type name or a spec
+        mapping and hold an instance of the class registered for its ``type``, as Prefect's
+        does; an instance passes through.
+
+        ``__new__`` dispatches direct calls, but pydantic builds a field's model without it: on
+        its own it would try to instantiate the abstract base. Inside ``__init__`` the class was
+        already chosen by ``__new__`` with the same rule, so this never dispatches again there.
+
+        Raises:
+            UnknownSerializerError: the type is not registered (pydantic reports it as a
+                validation error of the field).
+            ValueError: the type belongs to a class that is not a subclass of ``cls``.
+        """
+        if isinstance(value, str):
+            value = {"type": value}
+        if cls._dispatches and isinstance(value, Mapping):
+            target = _dispatch_target(cls, value.get("type"))
+            if target is not cls:
+                return target.model_validate(value)
+        return handler(value)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -348,8 +409,10 @@ class UnknownSerializer(Serializer):
 
     type: str
 
+    # Whatever `type` says, an unknown type is this class's purpose: never dispatch.
+    _dispatches: ClassVar[bool] = False
+
     def __new__(cls, **data: Any) -> Self:
-        # Skip the dispatch: whatever `type` says, an unknown type is this class's purpose.
         return object.__new__(cls)
 
     def _unavailable(self) -> UnknownSerializerError:

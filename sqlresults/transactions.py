@@ -47,6 +47,7 @@ from typing import Any
 
 from sqlresults.errors import (
     ConfigurationError,
+    LeaseLostError,
     LockError,
     LockTimeoutError,
     SelfDeadlockError,
@@ -122,6 +123,11 @@ class Transaction:
             None (default) waits as long as it takes, like Prefect.
         hold_timeout: The lock's lease in seconds (default ``SQLRESULTS_LOCK_HOLD_TIMEOUT``);
             renewed every third of it while the transaction is open.
+        state: The state to start in (Prefect's field; its tests build transactions in every
+            state). Entering makes any state ACTIVE, as in Prefect.
+
+    Raises:
+        ValueError: ``state`` is not a :class:`TransactionState` or the name of one.
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class Transaction:
         *,
         lock_timeout: float | None = None,
         hold_timeout: float | None = None,
+        state: TransactionState = TransactionState.PENDING,
     ) -> None:
         self.key = key
         self.store = store
@@ -146,7 +153,7 @@ class Transaction:
         self.logger = logger if logger is not None else _default_logger
         self.lock_timeout = check_timeout(lock_timeout, "lock_timeout")
         self.hold_timeout = check_lease(hold_timeout)
-        self.state = TransactionState.PENDING
+        self.state = TransactionState(state)
         self.children: list[Transaction] = []
         self.on_commit_hooks: list[Hook] = []
         self.on_rollback_hooks: list[Hook] = []
@@ -257,20 +264,21 @@ class Transaction:
     ) -> None:
         if self._token is None:
             raise RuntimeError("Transaction exited without being entered.")
-        if exc is not None:
-            self.rollback()
+        try:
+            if exc is not None:
+                self.rollback()
+                return
+            if self.commit_mode is CommitMode.EAGER:
+                self.commit()
+            if self._parent is not None:
+                return  # the parent commits or rolls back this one
+            if self.commit_mode is CommitMode.OFF:
+                self.rollback()
+            elif self.commit_mode is CommitMode.LAZY:
+                self.commit()
+        finally:
+            # Also when a commit raises (LeaseLostError): the context must be restored.
             self.reset()
-            return
-        if self.commit_mode is CommitMode.EAGER:
-            self.commit()
-        if self._parent is not None:
-            self.reset()
-            return
-        if self.commit_mode is CommitMode.OFF:
-            self.rollback()
-        elif self.commit_mode is CommitMode.LAZY:
-            self.commit()
-        self.reset()
 
     def begin(self) -> None:
         """See whether the key is already written; if not, take its lock under SERIALIZABLE and
@@ -368,6 +376,13 @@ class Transaction:
         Returns:
             True if this call committed; False if it was committed or rolled back before, or
             the commit failed.
+
+        Raises:
+            LeaseLostError: This transaction's (or a child's) lease ran out and its lock was
+                taken or swept before the commit: nothing is written, the transaction rolls
+                back (its rollback hooks run), and the error propagates — unlike other commit
+                failures, which Prefect only logs — because the caller's result was not kept
+                and the record under the key is someone else's newer work.
         """
         if self.state in (TransactionState.COMMITTED, TransactionState.ROLLED_BACK):
             self._release_lock()
@@ -382,6 +397,9 @@ class Transaction:
             self.state = TransactionState.COMMITTED
             self._release_lock()
             return True
+        except LeaseLostError:
+            self.rollback()
+            raise
         except SerializationError as exc:
             self.logger.warning(
                 "Encountered an error while serializing result for transaction %r: %s. Code "
@@ -410,6 +428,8 @@ class Transaction:
             lease.stop()
         try:
             store.persist_result_record(record, holder=self._holder, release_lock=lease is not None)
+        except LeaseLostError:
+            raise  # nothing was written, and the lock is not ours to keep or release
         except BaseException:
             # Nothing was written and the lock is still ours: keep it until rollback releases it.
             if lease is not None:
@@ -521,7 +541,9 @@ class _Lease:
             return True
         if not renewed and not self.stopped:
             self._logger.warning(
-                "The lock on key %r was lost: its lease ran out and another holder took it.",
+                "The lock on key %r was lost: its lease ran out and another holder took it (or "
+                "it was swept). The transaction's commit will raise LeaseLostError and write "
+                "nothing.",
                 self.key,
             )
         return renewed

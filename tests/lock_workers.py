@@ -20,7 +20,7 @@ from sqlresults.database import Database
 from sqlresults.results import ResultStore
 from sqlresults.transactions import IsolationLevel, transaction
 
-__all__ = ["compute_once", "computed_file", "crash_holder", "seen_file"]
+__all__ = ["compute_once", "computed_file", "crash_holder", "seen_file", "stale_committer"]
 
 # Hang guard for waiting on the parent's start signal; never a measurement.
 START_TIMEOUT = 120.0
@@ -117,3 +117,44 @@ def crash_holder(
         ready.set()
         while True:  # until SIGKILL
             time.sleep(3600)
+
+
+def stale_committer(
+    url: str,
+    namespace: str,
+    key: str,
+    hold_timeout: float,
+    outcome_path: str,
+    ready: Any,
+    go: Any,
+) -> None:
+    """Open a SERIALIZABLE transaction on ``key``, stage ``"A"``, then commit once told to.
+
+    The test stops this process (SIGSTOP) past its lease, lets another holder commit, resumes
+    it and sets ``go``; what the commit did is written to ``outcome_path``: ``"committed"`` or
+    the name of the exception it raised.
+
+    Args:
+        url: The database URL; the process opens its own Database on it.
+        namespace: The store namespace the test uses.
+        key: The key to compute.
+        hold_timeout: The transaction's lease in seconds.
+        outcome_path: File that receives the outcome.
+        ready: A multiprocessing Event set once the lock is held and the value staged.
+        go: A multiprocessing Event the test sets when the transaction should commit.
+    """
+    database = Database(url)
+    store = ResultStore(result_storage=database, namespace=namespace)
+    outcome = "committed"
+    try:
+        with transaction(
+            key, store, isolation_level=IsolationLevel.SERIALIZABLE, hold_timeout=hold_timeout
+        ) as txn:
+            txn.stage("A")
+            ready.set()
+            if not go.wait(START_TIMEOUT):
+                raise RuntimeError("the test never said go")
+    except Exception as exc:
+        outcome = type(exc).__name__
+    Path(outcome_path).write_text(outcome, encoding="utf-8")
+    database.close()

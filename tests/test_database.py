@@ -10,7 +10,6 @@ import inspect
 import os
 import sqlite3
 import threading
-import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -49,8 +48,9 @@ def sqlite_path(tmp_path: Path) -> Path:
 
 
 def lock_params(namespace: str, key: str, holder: str = "h") -> dict[str, Any]:
-    """Parameters of queries.lock_acquire (real clock, 60 s lease)."""
-    return {"ns": namespace, "key": key, "holder": holder, "hold": 60.0, "now": time.time()}
+    """Parameters of queries.lock_acquire, lock_renew and lock_release (60 s lease, any
+    fence)."""
+    return {"ns": namespace, "key": key, "holder": holder, "hold": 60.0, "fence": None}
 
 
 class TestURLs:
@@ -794,7 +794,7 @@ def backend_pid(database: Database) -> int:
 def lock_state_params(namespace: str) -> dict[str, Any]:
     """Parameters of queries.lock_state, a statement validation does not guard when called
     through Database directly."""
-    return {"ns": namespace, "key": "k", "now": time.time()}
+    return {"ns": namespace, "key": "k"}
 
 
 class TestBadValuesReachingTheDriver:

@@ -322,6 +322,49 @@ class TestCrashRecovery:
         assert not store.is_locked("crash-key")
 
 
+class TestStaleHolder:
+    def test_a_stopped_holder_never_overwrites_newer_work(
+        self, database: Database, database_url: str, namespace: str, tmp_path: Path
+    ) -> None:
+        """Process A opens a SERIALIZABLE transaction (hold_timeout=1) and stages "A"; the test
+        stops it with SIGSTOP until its lease has run out by the database clock; B takes the
+        key and commits "B"; A is resumed and commits: A's commit raises LeaseLostError and
+        the record stays "B"."""
+        import os
+        import signal
+
+        store = ResultStore(result_storage=database, namespace=namespace)
+        ready, go = spawn.Event(), spawn.Event()
+        outcome_path = tmp_path / "outcome.txt"
+        process = spawn.Process(
+            target=lock_workers.stale_committer,
+            args=(database_url, namespace, "k", 1.0, str(outcome_path), ready, go),
+        )
+        process.start()
+        try:
+            assert ready.wait(JOIN_TIMEOUT), "the worker never took the lock"
+            assert process.pid is not None
+            os.kill(process.pid, signal.SIGSTOP)
+            # A stopped process renews nothing: wait (as B would) until its lease ends.
+            assert store.wait_for_lock("k", timeout=JOIN_TIMEOUT)
+            with transaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                assert not txn.is_committed()
+                txn.stage("B")
+            assert txn.is_committed()
+            os.kill(process.pid, signal.SIGCONT)
+            go.set()
+            process.join(JOIN_TIMEOUT)
+        finally:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGCONT)  # type: ignore[arg-type]
+                process.kill()
+                process.join(JOIN_TIMEOUT)
+        assert process.exitcode == 0
+        assert outcome_path.read_text(encoding="utf-8") == "LeaseLostError"
+        assert store.read("k").result == "B"
+        assert not store.is_locked("k")
+
+
 # -- concurrent writers and releases ----------------------------------------------------------
 
 

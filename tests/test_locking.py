@@ -28,6 +28,7 @@ from sqlresults.dialects import Dialect
 from sqlresults.errors import (
     InvalidArgumentError,
     InvalidKeyError,
+    LeaseLostError,
     LockHeldByOtherError,
     LockNotHeldError,
     RecordNotFoundError,
@@ -303,6 +304,82 @@ class TestLeases:
         assert store.is_lock_holder("k", "holder1")
         clock.advance(2)
         assert not store.is_locked("k")
+
+
+class TestLeaseStartsWhenTheRowIsWritten:
+    """A lease runs from the moment its row is written, never from before the statement ran:
+    first-use migration or busy retries must not eat it (issue: "a lease can start in the
+    past")."""
+
+    def test_first_use_migration_does_not_eat_the_lease(
+        self,
+        empty_database_url: str,
+        namespace: str,
+        clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The first acquire on an unmigrated database migrates it first; the migration takes
+        10 s of the (fake) clock, and a 1 s lease must still be held when acquire returns."""
+        from sqlresults import migrations
+
+        upgrade = migrations.upgrade
+
+        def slow_upgrade(database: Database, *args: Any, **kwargs: Any) -> Any:
+            clock.advance(10)
+            return upgrade(database, *args, **kwargs)
+
+        monkeypatch.setattr(migrations, "upgrade", slow_upgrade)
+        database = Database(empty_database_url, auto_migrate=True, clock=clock)
+        try:
+            manager = SQLLockManager(database, namespace=namespace)
+            assert manager.acquire_lock("k", "holder1", hold_timeout=1)
+            assert manager.is_lock_holder("k", "holder1")
+            clock.advance(0.9)
+            assert manager.is_lock_holder("k", "holder1")
+            clock.advance(0.2)
+            assert not manager.is_locked("k")
+        finally:
+            database.close()
+
+    def test_busy_retries_do_not_eat_the_lease(
+        self,
+        tmp_path: Path,
+        request: pytest.FixtureRequest,
+        namespace: str,
+        clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """SQLite: another connection holds the write lock, and the acquire retries while 10 s
+        of the clock pass; its 1 s lease starts when the retry finally writes the row."""
+        import shutil
+        import sqlite3
+
+        from sqlresults import database as database_module
+
+        path = tmp_path / "busy.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        database = Database(f"sqlite:///{path}", clock=clock)
+        manager = SQLLockManager(database, namespace=namespace)
+        assert not manager.is_locked("warm-up")  # connect (and check the schema) first
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+
+        class SlowBackoff(database_module.Backoff):  # type: ignore[misc]
+            def sleep(self) -> None:
+                # The first busy retry: 10 s pass and the other connection lets go.
+                if blocker.in_transaction:
+                    clock.advance(10)
+                    blocker.execute("COMMIT")
+                super().sleep()
+
+        monkeypatch.setattr(database_module, "Backoff", SlowBackoff)
+        try:
+            assert manager.acquire_lock("k", "holder1", hold_timeout=1)
+            assert not blocker.in_transaction  # the acquire really had to retry
+            assert manager.is_lock_holder("k", "holder1")
+        finally:
+            blocker.close()
+            database.close()
 
 
 class TestRelease:
@@ -773,6 +850,81 @@ class TestStoreLocks:
             store.persist_result_record(record, holder="holder2", release_lock=True)
         assert lock_rows(store.lock_manager) == rows_before  # type: ignore[arg-type]
         assert not store.exists("k")
+
+    def test_stale_holders_write_is_fenced(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """holder1 took the lock; its lease ran out, holder2 took the key, wrote "B" and
+        released. holder1's later write (it still believes it holds the lock) raises
+        LeaseLostError and writes nothing: the lock it acquired is gone."""
+        store = clocked_store
+        assert store.acquire_lock("k", holder="holder1", hold_timeout=5)
+        clock.advance(6)
+        assert store.acquire_lock("k", holder="holder2", timeout=0)
+        store.write("B", key="k", holder="holder2")
+        store.release_lock("k", holder="holder2")
+        with pytest.raises(LeaseLostError, match="'k'"):
+            store.write("A", key="k", holder="holder1")
+        with pytest.raises(LeaseLostError, match="'k'"):
+            store.persist_result_record(
+                store.create_result_record("A", key="k"), holder="holder1", release_lock=True
+            )
+        assert store.read("k").result == "B"
+        assert not store.is_locked("k")
+
+    def test_stale_holders_delete_is_fenced(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """Deletes are fenced like writes: holder1 lost its lock to holder2, which wrote "B";
+        holder1's delete raises LeaseLostError and "B" stays. Once told, holder1 knows it holds
+        nothing: its next delete is an ordinary one, refused while holder2 holds the key."""
+        store = clocked_store
+        assert store.acquire_lock("k", holder="holder1", hold_timeout=5)
+        clock.advance(6)
+        assert store.acquire_lock("k", holder="holder2", timeout=0)
+        store.write("B", key="k", holder="holder2")
+        with pytest.raises(LeaseLostError, match="'k'"):
+            store.delete("k", holder="holder1")
+        assert store.read("k", holder="holder2").result == "B"
+        with pytest.raises(LockHeldByOtherError):
+            store.delete("k", holder="holder1")
+
+    def test_holder_deletes_under_its_lock(self, store: ResultStore) -> None:
+        """A holder that still has its lock deletes (True), and deleting a missing key under
+        the lock is not an error (False)."""
+        store.write("v", key="k")
+        assert store.acquire_lock("k", holder="holder1")
+        assert store.delete("k", holder="holder1") is True
+        assert store.delete("k", holder="holder1") is False
+        assert store.is_lock_holder("k", "holder1")
+
+    def test_release_lock_true_needs_the_lock(self, store: ResultStore) -> None:
+        """persist_result_record(release_lock=True) says "I hold the lock and release it with
+        this write": without the lock it raises LeaseLostError and writes nothing."""
+        record = store.create_result_record("v", key="k")
+        with pytest.raises(LeaseLostError):
+            store.persist_result_record(record, holder="holder1", release_lock=True)
+        assert not store.exists("k")
+
+    def test_holder_writes_after_release_are_plain_writes(self, store: ResultStore) -> None:
+        """Once a holder released its lock, its writes are ordinary unlocked writes again
+        (Prefect: no lock is needed to write), not fenced ones."""
+        assert store.acquire_lock("k", holder="holder1")
+        store.release_lock("k", holder="holder1")
+        store.write("v", key="k", holder="holder1")
+        assert store.read("k").result == "v"
+
+    def test_renewed_fence_survives_a_reacquire_by_the_same_holder(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """Re-acquiring as the same holder bumps the fence; the holder's writes follow the new
+        fence and keep working."""
+        store = clocked_store
+        assert store.acquire_lock("k", holder="holder1", hold_timeout=5)
+        assert store.acquire_lock("k", holder="holder1", hold_timeout=5)
+        assert store.renew_lock("k", holder="holder1", hold_timeout=5)
+        store.write("v", key="k", holder="holder1")
+        assert store.read("k", holder="holder1").result == "v"
 
     def test_delete_refused_for_another_holder(self, store: ResultStore) -> None:
         """delete() by a holder that does not hold the key's lock is refused; the holder may

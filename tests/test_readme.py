@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+TESTS = Path(__file__).resolve().parent
 
 
 def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def _difference_topics() -> set[str]:
+    """The topics (first cells, backticks removed) of the "Differences from Prefect" table."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Differences from Prefect", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return {row.split("|")[1].strip().replace("`", "") for row in rows[1:]}
+
+
+def _compat_test_docstrings() -> list[tuple[str, str]]:
+    """(test id, docstring with whitespace collapsed) of every test in the Prefect
+    compatibility modules."""
+    found = []
+    for path in sorted(TESTS.glob("test_prefect_compat_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                doc = " ".join((ast.get_docstring(node) or "").split())
+                found.append((f"{path.name}::{node.name}", doc))
+    return found
 
 
 class TestTour:
@@ -27,3 +49,27 @@ class TestTour:
         assert namespace["value"] == sum(range(10**7))
         assert not store.is_locked("k")  # type: ignore[attr-defined]
         assert Path("team.db").is_file()
+
+
+class TestDifferencesTable:
+    def test_compat_tests_name_only_rows_of_the_table(self) -> None:
+        """Every difference a Prefect compatibility test names (README "topic") is a row of
+        the README's "Differences from Prefect" table, the one place differences are listed."""
+        topics = _difference_topics()
+        missing = [
+            (test, topic)
+            for test, doc in _compat_test_docstrings()
+            for topic in re.findall(r'README "([^"]+)"', doc)
+            if topic not in topics
+        ]
+        assert missing == []
+
+    def test_every_stated_difference_names_its_row(self) -> None:
+        """A compatibility test that asserts a difference from Prefect names its README row."""
+        unnamed = [
+            test
+            for test, doc in _compat_test_docstrings()
+            if "Difference from Prefect" in doc and 'README "' not in doc
+        ]
+        assert unnamed == []
+        assert any("Difference from Prefect" in doc for _, doc in _compat_test_docstrings())

@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from strategies import json_values, picklable_values
 
-from sqlresults.errors import InvalidExpirationError, SerializationError, UnknownSerializerError
+from sqlresults.errors import (
+    InvalidEnvelopeError,
+    InvalidExpirationError,
+    SerializationError,
+    UnknownSerializerError,
+)
 from sqlresults.records import PREFECT_COMPAT_VERSION, ResultRecord, ResultRecordMetadata
 from sqlresults.serializers import (
     CompressedJSONSerializer,
@@ -263,9 +268,12 @@ class TestResultRecord:
     def test_bare_payload_without_backup_serializer_is_an_error(
         self, data: bytes, reason: str
     ) -> None:
-        """Without a backup serializer, bytes that are no envelope raise SerializationError
-        saying why."""
-        with pytest.raises(SerializationError, match=f"not a result record envelope: {reason}"):
+        """Without a backup serializer, bytes that are no envelope raise InvalidEnvelopeError
+        saying why: a SerializationError, and a ValueError as Prefect's pydantic
+        ValidationError is, so code written for Prefect catches it."""
+        with pytest.raises(InvalidEnvelopeError, match=f"not a result record envelope: {reason}"):
+            ResultRecord.deserialize(data)
+        with pytest.raises(ValueError, match="not a result record envelope"):
             ResultRecord.deserialize(data)
 
     def test_legacy_blob(self) -> None:
@@ -363,10 +371,13 @@ class TestResultRecord:
         record = _record({"a": 1})
         assert record.serialize_result() == cloudpickle.dumps({"a": 1})
 
-    def test_invalid_metadata_apart_is_an_error(self) -> None:
-        """Metadata bytes that do not validate raise SerializationError."""
-        with pytest.raises(SerializationError, match="not valid result metadata"):
-            ResultRecord.deserialize_from_result_and_metadata(b"", b'{"expiration": "never"}')
+    @pytest.mark.parametrize("metadata", [b'{"expiration": "never"}', b"not json", b"[]"])
+    def test_invalid_metadata_apart_is_an_error(self, metadata: bytes) -> None:
+        """Metadata bytes that do not validate raise InvalidEnvelopeError (a SerializationError
+        and a ValueError, like Prefect's ValidationError)."""
+        with pytest.raises(InvalidEnvelopeError, match="not valid result metadata") as caught:
+            ResultRecord.deserialize_from_result_and_metadata(b"", metadata)
+        assert isinstance(caught.value, ValueError)
 
     def test_equality_ignores_persistence(self) -> None:
         """Records compare by metadata and result only."""

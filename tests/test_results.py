@@ -41,11 +41,13 @@ from sqlresults.errors import (
     StorageUnavailableError,
     UnknownSerializerError,
 )
+from sqlresults.integrity import record_checksum
 from sqlresults.locking import IsolationLevel
 from sqlresults.results import (
     DEFAULT_STORAGE_KEY_FN,
     ResultStore,
     StoreStats,
+    aget_default_result_storage,
     default_cache,
     get_default_persist_setting,
     get_default_persist_setting_for_tasks,
@@ -770,6 +772,114 @@ class TestIntegrity:
         assert loaded == []
         assert store.exists("k")
 
+    @pytest.mark.parametrize(
+        ("column", "damaged"),
+        [
+            ("serializer", '{"type": "json", "jsonlib": "orjson"'),  # truncated JSON
+            ("serializer", '{"type": "pickle", "picklelib": "pickle"}'),  # another library
+            ("expires", 1.0),  # expired long ago
+            ("expires", 4102444800.0),  # a later expiry
+            ("expires", None),  # never expires
+        ],
+        ids=[
+            "serializer-truncated",
+            "serializer-swapped",
+            "expires-past",
+            "expires-later",
+            "expires-none",
+        ],
+    )
+    def test_damage_outside_the_payload_is_an_integrity_error(
+        self,
+        database: Database,
+        namespace: str,
+        loaded: list[int],
+        column: str,
+        damaged: Any,
+    ) -> None:
+        """The checksum covers the whole record (key, serializer, expiry, payload): a damaged
+        serializer or expires column raises IntegrityError before anything is deserialized,
+        not a JSONDecodeError or TypeError, and not a silently different expiry."""
+        store = ResultStore(
+            result_storage=database,
+            namespace=namespace,
+            serializer=CountingSerializer(),
+            cache_result_in_memory=False,
+        )
+        store.write(b"hello", key="k", expiration=timedelta(days=1))
+        run_sql(
+            database,
+            update(records)
+            .where(records.c.namespace == namespace, records.c.key == "k")
+            .values({column: damaged}),
+        )
+        with pytest.raises(IntegrityError, match="damaged"):
+            store.read("k", include_expired=True)
+        assert loaded == []
+
+    def test_text_in_the_expires_column_is_an_integrity_error(
+        self, tmp_path: Path, namespace: str, request: pytest.FixtureRequest
+    ) -> None:
+        """SQLite keeps whatever is stored in a column: text in ``expires`` (no float at all)
+        is damage too, reported as IntegrityError, not a TypeError."""
+        import shutil
+        import sqlite3
+
+        path = tmp_path / "text.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        store = ResultStore(result_storage=f"sqlite:///{path}", namespace=namespace)
+        store.write("v", key="k", expiration=timedelta(days=1))
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE sqlresults_records SET expires = 'tomorrow' WHERE key = 'k'")
+        reader = ResultStore(
+            result_storage=f"sqlite:///{path}", namespace=namespace, cache_result_in_memory=False
+        )
+        with pytest.raises(IntegrityError, match="damaged"):
+            reader.read("k", include_expired=True)
+
+    def test_a_record_moved_to_another_key_is_an_integrity_error(
+        self, database: Database, namespace: str
+    ) -> None:
+        """The checksum binds the key and namespace: a row copied under another key, without a
+        signing key, is refused as damaged."""
+        store = ResultStore(
+            result_storage=database, namespace=namespace, cache_result_in_memory=False
+        )
+        store.write("genuine", key="original")
+        row = run_sql(
+            database,
+            select(records).where(records.c.namespace == namespace, records.c.key == "original"),
+        )[0]
+        run_sql(database, insert(records).values({**row._asdict(), "key": "moved"}))
+        with pytest.raises(IntegrityError, match="damaged"):
+            store.read("moved")
+        assert store.read("original").result == "genuine"
+
+    def test_records_written_before_the_whole_record_checksum_still_read(
+        self, database: Database, namespace: str
+    ) -> None:
+        """Rows written by sqlresults 0.1 carry a checksum of the payload alone: they still
+        read (their payload is still checked)."""
+        import zlib
+
+        store = ResultStore(
+            result_storage=database, namespace=namespace, cache_result_in_memory=False
+        )
+        store.write({"old": True}, key="k")
+        (payload,) = run_sql(
+            database,
+            select(records.c.payload).where(records.c.namespace == namespace, records.c.key == "k"),
+        )[0]
+        crc = zlib.crc32(bytes(payload))
+        legacy = crc - (1 << 32) if crc & 0x8000_0000 else crc
+        run_sql(
+            database,
+            update(records)
+            .where(records.c.namespace == namespace, records.c.key == "k")
+            .values(checksum=legacy),
+        )
+        assert store.read("k").result == {"old": True}
+
 
 SIGNING_KEY = "s3cret-signing-key-0123456789"
 OTHER_SIGNING_KEY = "another-s3cret-signing-key-9876"
@@ -828,8 +938,8 @@ class TestSigning:
     def test_signed_payload_moved_to_another_key_is_refused(
         self, signed: ResultStore, database: Database, loaded: list[int]
     ) -> None:
-        """Copying a signed row under another key (a replay) is refused unread: the signature
-        binds the key."""
+        """Copying a signed row under another key (a replay), with a checksum recomputed to
+        match its new key, is refused unread: the signature binds the key."""
         store = ResultStore(
             result_storage=database, namespace=signed.namespace, serializer=CountingSerializer()
         )
@@ -841,11 +951,47 @@ class TestSigning:
                 records.c.namespace == signed.namespace, records.c.key == "original"
             ),
         )[0]
-        run_sql(database, insert(records).values({**row._asdict(), "key": "moved"}))
+        checksum = record_checksum(
+            signed.namespace, "moved", row.serializer, row.expires, bytes(row.payload)
+        )
+        run_sql(
+            database,
+            insert(records).values({**row._asdict(), "key": "moved", "checksum": checksum}),
+        )
         with pytest.raises(IntegrityError, match="signature"):
             signed.read("moved")
         assert loaded == []
         assert store.read("original").result == b"genuine"
+
+    def test_signature_covers_the_expiry(
+        self, signed: ResultStore, database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Someone who can write the table but has no signing key cannot extend a signed
+        record's life: a changed expiry (with a checksum recomputed to match) breaks the
+        signature."""
+        signed.write("v", key="k", expiration=timedelta(hours=1))
+        spec = signed.serializer.spec_json()
+        (payload,) = run_sql(
+            database,
+            select(records.c.payload).where(
+                records.c.namespace == signed.namespace, records.c.key == "k"
+            ),
+        )[0]
+        later = 4102444800.0
+        run_sql(
+            database,
+            update(records)
+            .where(records.c.namespace == signed.namespace, records.c.key == "k")
+            .values(
+                expires=later,
+                checksum=record_checksum(signed.namespace, "k", spec, later, bytes(payload)),
+            ),
+        )
+        reader = ResultStore(
+            result_storage=database, namespace=signed.namespace, cache_result_in_memory=False
+        )
+        with pytest.raises(IntegrityError, match="signature"):
+            reader.read("k")
 
     def test_signing_key_never_shown(self, signed: ResultStore) -> None:
         """The signing key appears in no repr of the store or the settings."""
@@ -1309,6 +1455,19 @@ class TestModuleFunctions:
         """SQLRESULTS_DATABASE_URL names the default database."""
         monkeypatch.setenv("SQLRESULTS_DATABASE_URL", f"sqlite:///{tmp_path / 'team.db'}")
         assert get_default_result_storage().dialect.sqlite_path == tmp_path / "team.db"
+
+    def test_async_default_storage_is_the_shared_default(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """aget_default_result_storage (Prefect's async twin) returns the very Database
+        get_default_result_storage does, following SQLRESULTS_DATABASE_URL."""
+        database = asyncio.run(aget_default_result_storage())
+        assert database is get_default_result_storage()
+        assert database.dialect.sqlite_path == tmp_path / "home" / "results.db"
+        monkeypatch.setenv("SQLRESULTS_DATABASE_URL", f"sqlite:///{tmp_path / 'team.db'}")
+        assert asyncio.run(aget_default_result_storage()).dialect.sqlite_path == (
+            tmp_path / "team.db"
+        )
 
     def test_resolve_result_storage(self, tmp_path: Path) -> None:
         """A Database is returned as is; a URL string and a pathlib.Path give a Database on

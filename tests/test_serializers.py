@@ -182,6 +182,107 @@ class TestDispatch:
         assert isinstance(caught.value, SerializationError)
 
 
+class Holder(BaseModel):
+    """A model with a field typed by the serializer base class, as users declare them."""
+
+    serializer: Serializer
+
+
+class JSONHolder(BaseModel):
+    """A model whose field accepts JSON serializers only."""
+
+    serializer: JSONSerializer
+
+
+class TestPydanticField:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ({"type": "json"}, JSONSerializer()),
+            ("json", JSONSerializer()),
+            ({"type": "compressed/pickle"}, CompressedPickleSerializer()),
+            ("compressed/json", CompressedJSONSerializer()),
+            ({"type": "json", "jsonlib": "json"}, JSONSerializer(jsonlib="json")),
+            (
+                {"type": "compressed", "serializer": "json", "compressionlib": "zlib"},
+                CompressedSerializer(serializer=JSONSerializer(), compressionlib="zlib"),
+            ),
+            ({"type": "test-reversing"}, ReversingSerializer()),
+        ],
+    )
+    def test_spec_builds_the_registered_class(self, value: Any, expected: Serializer) -> None:
+        """A field typed Serializer accepts a type name or a spec mapping and holds an instance
+        of the class registered for the type, with the given fields (Prefect's dispatch)."""
+        serializer = Holder(serializer=value).serializer
+        assert type(serializer) is type(expected)
+        assert serializer == expected
+
+    def test_instance_is_kept(self) -> None:
+        """A serializer instance is held as it is, not copied or cut down to the base class."""
+        serializer = JSONSerializer(jsonlib="json")
+        assert Holder(serializer=serializer).serializer is serializer
+
+    @pytest.mark.parametrize("value", ["a-custom-serializer", {"type": "a-custom-serializer"}])
+    def test_unknown_type_is_a_validation_error_naming_it(self, value: Any) -> None:
+        """An unregistered type fails validation with an error that names the type and says how
+        to register one; it is an UnknownSerializerError too."""
+        with pytest.raises(ValidationError) as caught:
+            Holder(serializer=value)
+        message = str(caught.value)
+        assert "Unknown serializer type 'a-custom-serializer'" in message
+        assert "type: str = 'a-custom-serializer'" in message
+
+    def test_known_type_with_invalid_fields_is_a_validation_error(self) -> None:
+        """A known type with fields it does not have fails validation naming the field."""
+        with pytest.raises(ValidationError, match="bogus_extra"):
+            Holder(serializer={"type": "json", "bogus_extra": 1})
+
+    @pytest.mark.parametrize("value", [3, ["json"], {"jsonlib": "json"}])
+    def test_other_values_are_validation_errors(self, value: Any) -> None:
+        """Neither a serializer, a type name nor a spec with a type: a ValidationError."""
+        with pytest.raises(ValidationError):
+            Holder(serializer=value)
+
+    def test_field_of_a_subclass_refuses_another_type(self) -> None:
+        """A field typed JSONSerializer takes JSON specs and refuses pickle, by spec or object."""
+        assert JSONHolder(serializer="json").serializer == JSONSerializer()
+        for value in ("pickle", {"type": "pickle"}, PickleSerializer()):
+            with pytest.raises(ValidationError):
+                JSONHolder(serializer=value)
+
+    def test_model_validate_on_the_base_class_dispatches(self) -> None:
+        """Serializer.model_validate and model_validate_json build the registered class."""
+        assert type(Serializer.model_validate({"type": "json"})) is JSONSerializer
+        assert Serializer.model_validate_json('{"type":"json","jsonlib":"json"}') == (
+            JSONSerializer(jsonlib="json")
+        )
+
+    def test_unknown_serializer_keeps_any_type(self) -> None:
+        """UnknownSerializer still takes any type with its extra fields (stored specs)."""
+        serializer = UnknownSerializer.model_validate({"type": "custom", "foo": "bar"})
+        assert serializer.model_extra == {"foo": "bar"}
+
+    def test_constructor_error_is_a_validation_error_naming_the_type(self) -> None:
+        """Serializer(type=<unknown>) raises an error that is both pydantic's ValidationError,
+        located at `type` (Prefect's behaviour 57), and UnknownSerializerError (a ValueError)."""
+        with pytest.raises(ValidationError, match="type") as caught:
+            Serializer(type="a-custom-serializer", foo="bar")
+        assert isinstance(caught.value, UnknownSerializerError)
+        assert isinstance(caught.value, SerializationError)
+        [error] = caught.value.errors()
+        assert error["loc"] == ("type",)
+        assert error["input"] == "a-custom-serializer"
+        assert "Unknown serializer type 'a-custom-serializer'" in error["msg"]
+
+    def test_unknown_type_error_survives_pickling(self) -> None:
+        """The error crosses process boundaries (process pools pickle exceptions) intact."""
+        with pytest.raises(UnknownSerializerError) as caught:
+            Serializer(type="a-custom-serializer")
+        copy = pickle.loads(pickle.dumps(caught.value))
+        assert type(copy) is type(caught.value)
+        assert str(copy) == str(caught.value)
+
+
 class TestFromSpec:
     def test_serializer_is_returned_as_is(self) -> None:
         """A Serializer instance is passed through, not copied."""

@@ -5,7 +5,10 @@ one database and one namespace (each with its own in-memory LRU, as two processe
 and compares every answer with a plain model:
 
 - ``records``: key -> (value, expires | None, payload size);
-- ``locks``: key -> (holder, lease end), one row per key as the lock table keeps it.
+- ``locks``: key -> (holder, lease end), one row per key as the lock table keeps it;
+- ``granted``: the (key, holder) pairs whose lock this process acquired and has not released
+  (the fence book): such a holder's writes are fenced, allowed only while the lock row is still
+  its own (expired or not), and refused with LeaseLostError once it was re-taken or swept.
 
 Time is the ``clock`` fixture (conftest's ``FakeClock``): only the ``advance_clock`` rule moves
 it, and it decides expiry on both backends (``Database(clock=...)``). The boundary is exact: a
@@ -39,6 +42,7 @@ from hypothesis.stateful import (
 from sqlresults.database import Database
 from sqlresults.errors import (
     InvalidArgumentError,
+    LeaseLostError,
     LockHeldByOtherError,
     LockNotHeldError,
     RecordNotFoundError,
@@ -126,6 +130,7 @@ class ResultStoreMachine(RuleBasedStateMachine):
         ]
         self.records: dict[str, ModelRecord] = {}
         self.locks: dict[str, ModelLock] = {}
+        self.granted: set[tuple[str, str]] = set()
         note(f"namespace={self.namespace!r}, start={clock.now}")
 
     # -- model helpers -----------------------------------------------------------------------
@@ -190,9 +195,17 @@ class ResultStoreMachine(RuleBasedStateMachine):
         expiration: tuple[str, float] | None,
         holder: str,
     ) -> None:
-        """A write replaces the record, unless another holder has an unexpired lock."""
+        """A write replaces the record, unless another holder has an unexpired lock, or the
+        writer took the lock here and has lost it since (re-taken or swept: fenced)."""
         expires = None if expiration is None else self.now + expiration[1]
         note(f"write store={store} key={key!r} holder={holder} expires={expires} now={self.now}")
+        lock = self.locks.get(key)
+        if (key, holder) in self.granted and (lock is None or lock.holder != holder):
+            with pytest.raises(LeaseLostError, match="was lost"):
+                self.stores[store].write(value, key, self.to_expiration(expiration), holder)
+            self.granted.discard((key, holder))
+            self.read(1 - store, key, include_expired=True)  # the record is unchanged
+            return
         if self.held_by_other(key, holder):
             with pytest.raises(LockHeldByOtherError, match="locked by another holder"):
                 self.stores[store].write(value, key, self.to_expiration(expiration), holder)
@@ -244,8 +257,16 @@ class ResultStoreMachine(RuleBasedStateMachine):
     @rule(store=st.sampled_from([0, 1]), key=st.sampled_from(KEYS), holder=st.sampled_from(HOLDERS))
     def delete(self, store: int, key: str, holder: str) -> None:
         """delete() says whether a record (live or expired) was removed; another holder's
-        unexpired lock refuses it and leaves the record alone."""
+        unexpired lock refuses it and leaves the record alone, and so does the loss of the lock
+        the deleting holder took here (fenced, like writes)."""
         note(f"delete store={store} key={key!r} holder={holder} now={self.now}")
+        lock = self.locks.get(key)
+        if (key, holder) in self.granted and (lock is None or lock.holder != holder):
+            with pytest.raises(LeaseLostError, match="was lost"):
+                self.stores[store].delete(key, holder)
+            self.granted.discard((key, holder))
+            self.read(1 - store, key, include_expired=True)  # the record is unchanged
+            return
         if self.held_by_other(key, holder):
             with pytest.raises(LockHeldByOtherError):
                 self.stores[store].delete(key, holder)
@@ -290,6 +311,7 @@ class ResultStoreMachine(RuleBasedStateMachine):
         assert store.acquire_lock(key, holder, timeout=0, hold_timeout=hold) is expected
         if expected:
             self.locks[key] = ModelLock(holder, self.now + hold)
+            self.granted.add((key, holder))
 
     @rule(key=st.sampled_from(KEYS), holder=st.sampled_from(HOLDERS))
     def acquire_with_no_lease(self, key: str, holder: str) -> None:
@@ -305,6 +327,7 @@ class ResultStoreMachine(RuleBasedStateMachine):
         another holder's unexpired lock raises LockNotHeldError and leaves it; anything else is
         a no-op."""
         note(f"release key={key!r} holder={holder} now={self.now}")
+        self.granted.discard((key, holder))  # released, or found not to be ours
         lock = self.locks.get(key)
         if lock is not None and lock.holder == holder:
             self.stores[1].release_lock(key, holder)
@@ -326,6 +349,8 @@ class ResultStoreMachine(RuleBasedStateMachine):
         assert self.stores[0].renew_lock(key, holder, hold_timeout=hold) is expected
         if expected:
             self.locks[key] = ModelLock(holder, self.now + hold)
+        else:
+            self.granted.discard((key, holder))  # found lost
 
     @rule(key=st.sampled_from(KEYS), holder=st.sampled_from(HOLDERS))
     def is_lock_holder(self, key: str, holder: str) -> None:

@@ -29,6 +29,8 @@ from sqlresults.database import Database
 from sqlresults.errors import (
     ConfigurationError,
     InvalidArgumentError,
+    LeaseLostError,
+    LockNotHeldError,
     LockTimeoutError,
     RecordNotFoundError,
     SelfDeadlockError,
@@ -804,25 +806,6 @@ class TestAtomicCommit:
         assert store.read("k").result == "value"
         assert lock_free(store, "k")
 
-    def test_lost_lease_refuses_the_write(
-        self, clocked_store: ResultStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        """Fix (b): our lease ran out and holder2 took the key; commit's write is refused, the
-        transaction rolls back, nothing is written and holder2's lock is untouched."""
-        store = clocked_store
-        rollbacks: list[Transaction] = []
-        with transaction("k", store, isolation_level=SERIALIZABLE, hold_timeout=60) as txn:
-            txn.stage("stale", on_rollback_hooks=[rollbacks.append])
-            clock.advance(61)
-            assert store.acquire_lock("k", holder="holder2", timeout=0, hold_timeout=600)
-        assert txn.is_rolled_back()
-        assert rollbacks == [txn]
-        assert not store.exists("k")
-        assert store.is_lock_holder("k", "holder2")
-        clock.advance(599)
-        assert store.is_lock_holder("k", "holder2")  # its lease was not shortened either
-        assert any(r.levelno >= logging.WARNING for r in caplog.records)
-
     def test_rollback_releases_the_lock(self, store: ResultStore) -> None:
         """A SERIALIZABLE transaction whose body raises releases its lock and writes nothing."""
         with pytest.raises(BoomError), transaction("k", store, isolation_level=SERIALIZABLE):
@@ -921,6 +904,113 @@ class TestAtomicCommit:
             "Encountered an error while serializing result for transaction 'k'" in r.getMessage()
             for r in warnings
         )
+
+
+class TestFencedCommit:
+    """A commit whose lease was lost writes nothing, raises LeaseLostError and rolls back
+    (issue: "a stale holder overwrites the new holder's committed record"). The transactions
+    are entered and exited by hand, so that ``pytest.raises`` wraps the exit alone."""
+
+    def test_stale_holder_never_overwrites_the_new_holders_record(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """A's lease runs out; B takes the key, commits "B" and releases; A's commit then
+        finds its lock gone: it raises LeaseLostError (a LockNotHeldError naming the key and
+        the lease), runs A's rollback hooks, and "B" stays."""
+        store = clocked_store
+        rollbacks: list[Transaction] = []
+        stale = Transaction("k", store, isolation_level=SERIALIZABLE, hold_timeout=2)
+        stale.__enter__()
+        stale.stage("A", on_rollback_hooks=[rollbacks.append])
+        clock.advance(3)  # A stops past its lease
+
+        def other_holder() -> None:
+            with transaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                assert not txn.is_committed()
+                txn.stage("B")
+
+        join(run_in_thread(other_holder))  # a new thread starts in an empty context
+        assert store.read("k").result == "B"
+        with pytest.raises(LeaseLostError, match=r"'k'.*lease") as caught:
+            stale.__exit__(None, None, None)
+        assert isinstance(caught.value, LockNotHeldError)
+        assert caught.value.key == "k"
+        assert stale.is_rolled_back()
+        assert rollbacks == [stale]
+        assert store.read("k").result == "B"
+        assert lock_free(store, "k")
+        assert get_transaction() is None
+
+    def test_lock_taken_over_and_still_held(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """A's lease runs out and holder2 takes the key and still holds it: A's commit raises
+        LeaseLostError, writes nothing, and holder2's lock and lease are untouched."""
+        store = clocked_store
+        txn = Transaction("k", store, isolation_level=SERIALIZABLE, hold_timeout=60)
+        txn.__enter__()
+        txn.stage("stale")
+        clock.advance(61)
+        assert store.acquire_lock("k", holder="holder2", timeout=0, hold_timeout=600)
+        with pytest.raises(LeaseLostError):
+            txn.__exit__(None, None, None)
+        assert txn.is_rolled_back()
+        assert not store.exists("k")
+        assert store.is_lock_holder("k", "holder2")
+        clock.advance(599)
+        assert store.is_lock_holder("k", "holder2")  # its lease was not shortened either
+
+    def test_lock_row_swept_away(self, clocked_store: ResultStore, clock: FakeClock) -> None:
+        """A's lease runs out and sweep_expired() deletes its dead lock row: nobody holds the
+        key, but A no longer does either; its commit raises and writes nothing."""
+        store = clocked_store
+        txn = Transaction("k", store, isolation_level=SERIALIZABLE, hold_timeout=2)
+        txn.__enter__()
+        txn.stage("stale")
+        clock.advance(3)
+        store.sweep_expired()
+        with pytest.raises(LeaseLostError):
+            txn.__exit__(None, None, None)
+        assert txn.is_rolled_back()
+        assert not store.exists("k")
+        assert lock_free(store, "k")
+
+    def test_expired_lease_nobody_took_still_commits(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """A lease that ran out while its row stayed (nobody took the key, nothing swept it)
+        still commits: no newer work exists that the write could overwrite."""
+        store = clocked_store
+        with transaction("k", store, isolation_level=SERIALIZABLE, hold_timeout=2) as txn:
+            txn.stage("late but unchallenged")
+            clock.advance(3)
+        assert txn.is_committed()
+        assert store.read("k").result == "late but unchallenged"
+        assert lock_free(store, "k")
+
+    def test_lost_lease_in_a_child_rolls_back_the_parent(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """A LAZY SERIALIZABLE child whose lease was lost by the time the root commits: the
+        root's commit raises LeaseLostError, and root and child roll back; the child's key
+        keeps the other holder's record and the parent's key is not written."""
+        store = clocked_store
+        parent = Transaction("parent", store, isolation_level=SERIALIZABLE)
+        parent.__enter__()
+        with transaction("child", store, hold_timeout=2) as child:
+            child.stage("stale child")
+        parent.stage("parent")
+        clock.advance(3)
+        store.write("newer", key="child", holder="someone")
+        assert store.acquire_lock("child", holder="someone", timeout=0)
+        with pytest.raises(LeaseLostError, match="'child'"):
+            parent.__exit__(None, None, None)
+        assert parent.is_rolled_back()
+        assert child.is_rolled_back()
+        assert store.read("child", holder="someone").result == "newer"
+        assert not store.exists("parent")
+        assert lock_free(store, "parent")
+        assert get_transaction() is None
 
 
 class TestSelfDeadlock:
