@@ -11,6 +11,7 @@ from importlib.metadata import version as _version
 from sqlresults.database import Database
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
     IntegrityError,
     InvalidArgumentError,
     InvalidEnvelopeError,
@@ -62,6 +63,7 @@ __all__ = [
     "CompressedPickleSerializer",
     "CompressedSerializer",
     "ConfigurationError",
+    "DamagedDatabaseError",
     "Database",
     "IntegrityError",
     "InvalidArgumentError",

@@ -5,12 +5,16 @@ kept, so the hot paths (exists, read, write, lock) cost one driver call and no p
 PostgreSQL each operation checks a connection out of SQLAlchemy's pool, so idle threads hold no
 server session; a connection idle for a while is pinged before use. After ``fork()`` the child
 never touches the parent's connections: they are set aside unclosed (closing them could disturb
-the parent's session) and the child opens its own.
+the parent's session) and the child opens its own. A SQLite file deleted or replaced while open is
+noticed after the next operation (one ``os.stat``): that thread's connection is dropped and the
+operation raises rather than acknowledge a write the file at the path will never hold.
 
 Errors. Driver and SQLAlchemy exceptions are translated into :mod:`sqlresults.errors` here and
 nowhere else. "Busy" errors (SQLite's write lock, PostgreSQL serialization failures and
 deadlocks) are retried with jittered exponential backoff for up to ``busy_timeout`` seconds, and a
-dropped PostgreSQL connection is reopened once; everything else is raised at once.
+dropped PostgreSQL connection (one the driver reports broken) is reopened once; everything else is
+raised at once. A value the driver refuses to send (a NUL in PostgreSQL text, a lone surrogate) is
+bad input, ``InvalidArgumentError``, and leaves the connections alone.
 
 Schema. The first connection a process opens checks the schema revision; an old or missing
 schema is upgraded when auto-migration is on and refused with :class:`SchemaOutOfDateError`
@@ -19,7 +23,9 @@ schema is upgraded when auto-migration is on and refused with :class:`SchemaOutO
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import threading
 import time
 import uuid
@@ -39,6 +45,8 @@ from sqlresults.backoff import Backoff
 from sqlresults.dialects import Dialect, sqlite_file_url
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
+    InvalidArgumentError,
     ReadOnlyStorageError,
     SchemaOutOfDateError,
     SQLResultsError,
@@ -46,7 +54,7 @@ from sqlresults.errors import (
 )
 from sqlresults.queries import Query
 from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE
-from sqlresults.settings import Settings, get_settings, hide_password
+from sqlresults.settings import Settings, get_settings, hide_password, hide_secrets, url_secrets
 
 __all__ = ["Database", "WriteTransaction", "parse_url", "resolve_database"]
 
@@ -129,13 +137,17 @@ class Database:
     ) -> None:
         settings = settings if settings is not None else get_settings()
         self._url = parse_url(url if url is not None else settings.url)
-        self._display_url = hide_password(self._url.render_as_string(hide_password=False))
+        self._display_url = hide_password(self._url)
+        # Scrubbed out of driver messages, which may echo part of a connection string.
+        self._secrets = url_secrets(self._url)
         self.dialect = Dialect(self._url)
         if self.dialect.is_memory:
             # Every thread has its own connection; a uniquely named shared-cache memory
             # database lets them see the same data, and the anchor connection keeps it alive.
-            self._url = make_url(
-                f"sqlite:///file:sqlresults-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+            self._url = _SecretsHiddenURL(
+                *make_url(
+                    f"sqlite:///file:sqlresults-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+                )
             )
             self.dialect = Dialect(self._url)
         self._identity = self._url.set(password=None).render_as_string(hide_password=False)
@@ -152,6 +164,8 @@ class Database:
         self._stamp_clock = None if self._uses_server_clock else self.clock
         self._statements: dict[Query, str] = {}
         self._per_thread = self.dialect.is_sqlite
+        # SQLite files (not memory databases) are watched for deletion or replacement.
+        self._watch_file = self.dialect.sqlite_path is not None
         self.execute_options = self.dialect.execute_options()
         self._buffer_limit = self.dialect.connection_buffer_limit()
         self._local = threading.local()
@@ -167,7 +181,8 @@ class Database:
 
     @property
     def url(self) -> URL:
-        """The database URL. Its ``str()`` and ``repr()`` hide the password."""
+        """The database URL. Its ``str()`` and ``repr()`` hide the password and every other
+        secret (see :attr:`display_url`)."""
         return self._url
 
     @property
@@ -389,17 +404,36 @@ class Database:
             return self._recover(exc, operation, params)
 
     def _attempt(self, operation: Callable[[Any], T], params: Any = None) -> T:
+        """Run ``operation`` once on a connection.
+
+        A driver error that broke a pooled connection is raised as :class:`_ConnectionLostError`:
+        only here can the connection be asked whether it broke (a client-side error, such as a
+        NUL psycopg refuses to send, leaves it healthy and in the pool).
+        """
         if self._per_thread:
-            connection = getattr(self._local, "connection", None) or self._connection()
-            return operation(connection)
+            local = self._local
+            connection = getattr(local, "connection", None) or self._connection()
+            if not self._watch_file:
+                return operation(connection)
+            try:
+                result = operation(connection)
+            except Exception:
+                self._check_file(local)  # a moved file explains the error best
+                raise
+            # After the operation (for a write: after its COMMIT), so that what is returned
+            # or acknowledged came from the file that is at the path now.
+            self._check_file(local)
+            return result
         if not self._schema_ready:
             self.ensure_schema()
         proxy = self._open_connection()
+        connection = proxy.dbapi_connection
         try:
-            result = operation(proxy.dbapi_connection)
+            result = operation(connection)
         except Exception as exc:
-            if self._is_driver_error(exc) and self.dialect.is_disconnect(exc):
+            if self._is_driver_error(exc) and self.dialect.is_disconnect(exc, connection):
                 proxy.invalidate()
+                raise _ConnectionLostError(exc) from exc
             raise
         else:
             if _moves_more_than(self._buffer_limit, params, result):
@@ -413,18 +447,21 @@ class Database:
         wait = self._busy_backoff()
         reconnected = False
         while True:
-            if isinstance(exc, SQLResultsError) or not self._is_driver_error(exc):
-                raise exc
-            busy = self.dialect.is_busy(exc)
-            if busy and not wait.expired():
-                wait.sleep()
-            elif self.dialect.is_disconnect(exc) and not reconnected:
+            if isinstance(exc, _ConnectionLostError) and not reconnected:
                 # A restarted server or a dropped network: every pooled connection is suspect,
                 # so start afresh once, then give up.
                 self._discard_connections()
                 reconnected = True
             else:
-                raise self.translate(exc, waited=wait.waited if busy else None) from exc
+                error = exc.error if isinstance(exc, _ConnectionLostError) else exc
+                if isinstance(error, SQLResultsError) or not (
+                    self._is_driver_error(error) or self.dialect.is_bad_input(error)
+                ):
+                    raise error
+                busy = self.dialect.is_busy(error)
+                if not busy or wait.expired():
+                    raise self.translate(error, waited=wait.waited if busy else None) from error
+                wait.sleep()
             try:
                 return self._attempt(operation, params)
             except Exception as retry_exc:
@@ -446,7 +483,61 @@ class Database:
         if proxy is None:
             # Keep SQLAlchemy's proxy referenced: dropping it would close the connection.
             proxy = self._local.proxy = self._open_connection()
+            if self._watch_file:
+                self._local.file = self._file_identity()
         return proxy.dbapi_connection
+
+    def _file_identity(self) -> tuple[str, int, int] | None:
+        """The absolute path of the SQLite file just opened and its (device, inode), or None
+        if it cannot be found (the check then has nothing to compare)."""
+        path = os.path.abspath(str(self.dialect.sqlite_path))  # immune to a later chdir()
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return path, stat.st_dev, stat.st_ino
+
+    def _check_file(self, local: threading.local) -> None:
+        """Raise if the SQLite file this thread's connection has open is no longer the file
+        at its path (deleted, or replaced by another file): the connection would go on
+        reading and writing a file nobody else will see, and acknowledged writes would be lost.
+
+        One ``os.stat`` (about 1.5 µs) per operation.
+
+        Raises:
+            StorageUnavailableError: The file was deleted or replaced; this thread's
+                connection is discarded, and the next operation opens the file now at the path.
+        """
+        identity = getattr(local, "file", None)
+        if identity is None:
+            return
+        path, device, inode = identity
+        try:
+            stat = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError:
+            return  # the path cannot be checked now (e.g. permissions); the file may be fine
+        else:
+            if stat.st_ino == inode and stat.st_dev == device:
+                return
+        self._abandon_moved_file()
+        raise StorageUnavailableError(
+            f"The SQLite database {path} was deleted or replaced while this process had it "
+            "open, so this operation went to the old file and did not take effect in the file "
+            "at that path. Do not delete, move or replace a database file while it is in use. "
+            f"The next operation opens the file now at {path} (creating a new one if it is "
+            "gone)."
+        )
+
+    def _abandon_moved_file(self) -> None:
+        """Drop this thread's connection to a moved SQLite file; check the schema again."""
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is not None:
+            self.dialect.abandon_moved_file(proxy.dbapi_connection)
+        # The file at the path may be a new, empty one (created and migrated if allowed).
+        self._schema_ready = False
+        self._discard_connections()
 
     @contextmanager
     def _raw_connection(self) -> Iterator[Any]:
@@ -466,7 +557,15 @@ class Database:
         wait = self._busy_backoff()
         path = self.dialect.sqlite_path
         if path is not None and not self.dialect.read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                # Root ignores permission bits, but not EPERM (e.g. /sys) or a read-only mount.
+                denied = isinstance(exc, PermissionError) or exc.errno == errno.EROFS
+                problem = f"its directory {exc.filename or path.parent} cannot be created"
+                raise self._unusable_location(
+                    f"{problem} ({exc.strerror or exc})", read_only=denied
+                ) from exc
         while True:
             try:
                 return self.engine.raw_connection()
@@ -486,6 +585,7 @@ class Database:
         proxy = getattr(self._local, "proxy", None)
         self._local.connection = None
         self._local.proxy = None
+        self._local.file = None
         if proxy is not None:
             with suppress(Exception):  # the connection is broken already
                 proxy.invalidate()
@@ -501,6 +601,7 @@ class Database:
         proxy = getattr(self._local, "proxy", None)
         self._local.connection = None
         self._local.proxy = None
+        self._local.file = None
         if proxy is not None:
             proxy.close()
         self.engine.dispose()
@@ -520,7 +621,8 @@ class Database:
                 'For PostgreSQL install the extra: pip install "sqlresults[postgres]".'
             ) from exc
         except ArgumentError as exc:
-            raise ConfigurationError(f"Invalid database URL {self.display_url}: {exc}") from exc
+            detail = hide_secrets(str(exc), self._secrets)
+            raise ConfigurationError(f"Invalid database URL {self.display_url}: {detail}") from exc
         synchronous = self._synchronous
         dialect = self.dialect
 
@@ -570,6 +672,13 @@ class Database:
         orig = getattr(exc, "orig", None) or exc
         # Driver messages may span lines (libpq adds hints); an error is one line.
         detail = " ".join(str(orig).split())
+        clean = hide_secrets(detail, self._secrets)
+        if clean != detail:
+            # The driver echoed a secret (e.g. a database name holding a connection string).
+            # Tracebacks print the driver's exception too, so scrub it there as well.
+            with suppress(Exception):
+                orig.args = (clean,)
+            detail = clean
         where = self.display_url
         dialect = self.dialect
         if dialect.is_read_only(orig):
@@ -578,10 +687,27 @@ class Database:
                 "SQLite, the file and its directory, which holds the -wal and -shm files), or "
                 "use another database."
             )
+        if dialect.is_bad_input(orig):
+            return InvalidArgumentError(
+                f"A value cannot be stored in the result database {where} ({detail}); nothing "
+                "was changed. Text must not contain NUL characters or lone surrogates."
+            )
+        if dialect.is_cannot_open(orig):
+            return self._unusable_location(f"SQLite cannot open or create it as a file ({detail})")
+        if dialect.is_damaged(orig):
+            path = dialect.sqlite_path
+            return DamagedDatabaseError(
+                f"The SQLite database {path} is damaged ({detail}). Restore it from a backup, "
+                f"or recover what it still holds with: sqlite3 {shlex.quote(str(path))} "
+                '".recover" | sqlite3 '
+                "recovered.db (then point SQLRESULTS_DATABASE_URL at recovered.db)."
+            )
         if dialect.is_not_a_database(orig):
             return ConfigurationError(
                 f"{dialect.sqlite_path} is not a SQLite database ({detail}). Point "
-                "SQLRESULTS_DATABASE_URL at a new file or an existing sqlresults database."
+                "SQLRESULTS_DATABASE_URL at a new file or an existing sqlresults database. "
+                "(If it was a sqlresults database, its header is damaged: restore it from a "
+                "backup.)"
             )
         if dialect.is_missing_table(orig):
             return SchemaOutOfDateError(
@@ -596,6 +722,16 @@ class Database:
                 "too long. Raise SQLRESULTS_BUSY_TIMEOUT or shorten the other transactions."
             )
         return StorageUnavailableError(f"The result database {where} failed: {detail}")
+
+    def _unusable_location(self, problem: str, *, read_only: bool = False) -> SQLResultsError:
+        """The error for a SQLite path that cannot hold a database, saying what to do."""
+        error = ReadOnlyStorageError if read_only else StorageUnavailableError
+        return error(
+            f"Cannot use {self.dialect.sqlite_path} as the SQLite result database: {problem}. "
+            "Point SQLRESULTS_DATABASE_URL at a file in a writable directory, or set "
+            "SQLRESULTS_HOME to a writable directory (the default database is "
+            "$SQLRESULTS_HOME/results.db)."
+        )
 
     @contextmanager
     def admin_connection(self) -> Iterator[Connection]:
@@ -785,20 +921,61 @@ def resolve_database(value: Any = None) -> Database:
 def parse_url(url: str | URL | os.PathLike[str]) -> URL:
     """Parse a database URL, or turn a path into a SQLite URL.
 
+    A ``password`` query parameter becomes the URL's password (libpq treats them the same).
+
+    Args:
+        url: A URL string, a ``sqlalchemy.engine.URL``, or a path to a SQLite file.
+
+    Returns:
+        The URL, whose ``str()`` and ``repr()`` hide every secret it holds.
+
     Raises:
         ConfigurationError: The string is not a URL.
     """
-    if isinstance(url, URL):
-        return url
     if isinstance(url, os.PathLike):
-        return sqlite_file_url(Path(url).expanduser().resolve())
-    try:
-        return make_url(url)
-    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
-        raise ConfigurationError(
-            f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
-            "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
-        ) from exc
+        parsed = sqlite_file_url(Path(url).expanduser().resolve())
+    elif isinstance(url, URL):
+        parsed = url
+    else:
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
+            raise ConfigurationError(
+                f"Cannot parse the database URL {hide_password(url)!r}. Expected e.g. "
+                "sqlite:///path/to/results.db or postgresql+psycopg://user@host/dbname."
+            ) from exc
+    password = parsed.query.get("password")
+    if isinstance(password, str):
+        # libpq reads a password= parameter as the password (SQLAlchemy passes it on, and it
+        # wins over the one before the @); SQLite ignores both. Kept as the URL's password,
+        # every mask that hides a password hides it.
+        parsed = parsed.difference_update_query(["password"]).set(password=password)
+    return parsed if isinstance(parsed, _SecretsHiddenURL) else _SecretsHiddenURL(*parsed)
+
+
+class _SecretsHiddenURL(URL):
+    """A SQLAlchemy URL whose ``str()`` and ``repr()`` hide every secret
+    (:func:`~sqlresults.settings.hide_password`), not only the password before the @: libpq
+    also takes secrets from query parameters and connection strings."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return hide_password(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        # Equal to a plain URL's hash, as the two compare equal.
+        return hash(self.render_as_string())
+
+
+class _ConnectionLostError(Exception):
+    """A driver error that broke the connection it ran on; ``error`` is the driver's."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _moves_more_than(limit: int | None, *values: Any) -> bool:

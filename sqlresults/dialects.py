@@ -8,7 +8,9 @@ means; it never compares dialect names itself.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
 
@@ -210,6 +212,21 @@ class Dialect:
         """
         return "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN"
 
+    def abandon_moved_file(self, dbapi_connection: Any) -> None:
+        """Let go of a SQLite file that was deleted or replaced while ``dbapi_connection`` had
+        it open, before that connection is closed.
+
+        The write-ahead log is found by name (``<file>-wal``), so the old file's log is also
+        the log of whatever file is now at the path: a connection opening the new file would
+        replay the old file's pages into it. Checkpointing into the old file and truncating the
+        log leaves the new file its own. SQLite itself skips that checkpoint on close once the
+        file has moved. Best effort: a failure leaves things as they were.
+        """
+        if not self.is_sqlite:
+            return
+        with suppress(Exception):
+            dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def migration_lock_sql(self) -> str | None:
         """A statement, run first inside the migration transaction, that serialises migrations
         across processes (SQLite's BEGIN IMMEDIATE already does)."""
@@ -260,8 +277,47 @@ class Dialect:
         return _sqlstate(exc) == "25006"
 
     def is_not_a_database(self, exc: BaseException) -> bool:
-        """Whether ``exc`` says the SQLite file is not a SQLite database."""
-        return self.is_sqlite and "file is not a database" in str(exc).lower()
+        """Whether ``exc`` says the SQLite file is not a SQLite database (SQLITE_NOTADB) and the
+        file does not start as one either: it never was one, or its header is gone."""
+        return self._is_notadb(exc) and not self._starts_as_sqlite_file()
+
+    def is_damaged(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the SQLite file is damaged: its pages are malformed
+        (SQLITE_CORRUPT, "database disk image is malformed"), or SQLite refuses a file that
+        starts with its own header (the header's other fields are damaged)."""
+        if not self.is_sqlite:
+            return False
+        if _sqlite_primary_code(exc) == _SQLITE_CORRUPT:
+            return True
+        if "database disk image is malformed" in str(exc).lower():
+            return True
+        return self._is_notadb(exc) and self._starts_as_sqlite_file()
+
+    def _is_notadb(self, exc: BaseException) -> bool:
+        return self.is_sqlite and (
+            _sqlite_primary_code(exc) == _SQLITE_NOTADB
+            or "file is not a database" in str(exc).lower()
+        )
+
+    def _starts_as_sqlite_file(self) -> bool:
+        """Whether the database file begins with SQLite's header string (read on the error
+        path only)."""
+        path = self.sqlite_path
+        if path is None:
+            return False
+        try:
+            with path.open("rb") as file:
+                return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+        except OSError:
+            return False
+
+    def is_cannot_open(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the SQLite file cannot be opened or created (SQLITE_CANTOPEN:
+        a directory, a missing directory, a place where no file can be created)."""
+        return self.is_sqlite and (
+            _sqlite_primary_code(exc) == _SQLITE_CANTOPEN
+            or "unable to open database file" in str(exc).lower()
+        )
 
     def is_missing_table(self, exc: BaseException) -> bool:
         """Whether ``exc`` says a table does not exist (the schema was never created)."""
@@ -269,12 +325,57 @@ class Dialect:
             return "no such table" in str(exc).lower()
         return _sqlstate(exc) == "42P01"
 
-    def is_disconnect(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means the connection is gone (server restarted, network dropped)."""
+    def is_disconnect(self, exc: BaseException, connection: Any = None) -> bool:
+        """Whether ``exc`` means the connection is gone (server restarted, network dropped).
+
+        A server error says so by its SQLSTATE (class 08, or 57P01-57P03: the server shut the
+        session down). An error without one came from the client: it is a disconnect only if
+        the connection it ran on is broken or closed, or, with no connection to ask, if it is
+        psycopg's OperationalError (connecting failed). A client-side DataError (a NUL in a
+        text value) on a healthy connection is bad input, not an outage.
+
+        Args:
+            exc: The driver's exception.
+            connection: The DBAPI connection the failed operation ran on, if there was one.
+        """
         if self.is_sqlite:
             return False
         state = _sqlstate(exc)
-        return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+        if state is not None:
+            return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+        if connection is not None:
+            return bool(
+                getattr(connection, "broken", False) or getattr(connection, "closed", False)
+            )
+        psycopg = sys.modules.get("psycopg")  # an exception of psycopg's means it is imported
+        return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+    def is_bad_input(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says a parameter could not be sent, so nothing was stored: text the
+        driver cannot encode (a lone surrogate, on either database), or, on PostgreSQL, a value
+        psycopg refuses on the client (a DataError without SQLSTATE: a NUL in text)."""
+        if isinstance(exc, UnicodeEncodeError):
+            return True
+        if self.is_sqlite or _sqlstate(exc) is not None:
+            return False
+        psycopg = sys.modules.get("psycopg")
+        return psycopg is not None and isinstance(exc, psycopg.DataError)
+
+
+# SQLite's primary result codes (sqlite.org/rescode.html) that sqlresults tells apart.
+_SQLITE_CORRUPT = 11
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+# The first 16 bytes of every SQLite database file (sqlite.org/fileformat.html §1.3.1).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _sqlite_primary_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of a sqlite3 error (the low byte of the extended code),
+    or None for other exceptions."""
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _sqlstate(exc: BaseException) -> str | None:

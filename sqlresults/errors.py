@@ -23,7 +23,8 @@ dict::
     ├── StorageError
     │   ├── SchemaOutOfDateError                     run ``sqlresults migrate``
     │   └── StorageUnavailableError  (OSError)       database unreachable or unwritable
-    │       └── ReadOnlyStorageError (PermissionError)
+    │       ├── ReadOnlyStorageError (PermissionError)
+    │       └── DamagedDatabaseError                 SQLite file damaged: restore or recover it
     └── ConfigurationError           (ValueError)    bad URL, missing driver, bad setting
 
 This module imports nothing from sqlresults, so every other module may import it. Backend
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "DamagedDatabaseError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidEnvelopeError",
@@ -204,6 +206,11 @@ class StorageUnavailableError(StorageError, OSError):
 
 class ReadOnlyStorageError(StorageUnavailableError, PermissionError):
     """The database (or the directory holding a SQLite file) does not accept writes."""
+
+
+class DamagedDatabaseError(StorageUnavailableError):
+    """The SQLite file is damaged: its pages are malformed (SQLITE_CORRUPT) or its header is,
+    while it still starts as a SQLite file. The message says how to restore or recover it."""
 
 
 class ConfigurationError(SQLResultsError, ValueError):

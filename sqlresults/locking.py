@@ -31,9 +31,15 @@ from sqlresults import queries
 from sqlresults.backoff import Backoff
 from sqlresults.database import Database, resolve_database
 from sqlresults.dialects import release_payload
-from sqlresults.errors import InvalidArgumentError, LockNotHeldError
+from sqlresults.errors import LockNotHeldError
 from sqlresults.settings import get_settings
-from sqlresults.validation import check_holder, check_key, check_timeout
+from sqlresults.validation import (
+    check_holder,
+    check_key,
+    check_lease,
+    check_namespace,
+    check_timeout,
+)
 
 __all__ = ["IsolationLevel", "LockManager", "SQLLockManager"]
 
@@ -124,7 +130,11 @@ class SQLLockManager:
         namespace: The namespace whose keys it locks (``SQLRESULTS_NAMESPACE`` by default).
             Locks in different namespaces never conflict.
         default_hold_timeout: Lease in seconds when an acquire passes none
-            (``SQLRESULTS_LOCK_HOLD_TIMEOUT`` by default).
+            (``SQLRESULTS_LOCK_HOLD_TIMEOUT`` by default); more than zero.
+
+    Raises:
+        InvalidArgumentError: The namespace is not 1 to 255 characters of storable text (no
+            NUL, no lone surrogate), or the default lease is not more than zero seconds.
     """
 
     def __init__(
@@ -136,17 +146,14 @@ class SQLLockManager:
     ) -> None:
         settings = get_settings()
         self.database: Database = resolve_database(database)
-        self.namespace = namespace if namespace is not None else settings.namespace
-        default = check_timeout(
-            default_hold_timeout
-            if default_hold_timeout is not None
-            else settings.lock_hold_timeout,
-            "default_hold_timeout",
-            allow_none=False,
+        self.namespace: str = check_namespace(
+            namespace if namespace is not None else settings.namespace
         )
-        if not default:
-            raise InvalidArgumentError("default_hold_timeout must be more than zero seconds.")
-        self.default_hold_timeout: float = default
+        default = check_lease(default_hold_timeout, "default_hold_timeout")
+        # The setting is checked where it is read (it must be more than zero, too).
+        self.default_hold_timeout: float = (
+            default if default is not None else settings.lock_hold_timeout
+        )
 
     def __repr__(self) -> str:
         return f"SQLLockManager({self.database!r}, namespace={self.namespace!r})"
@@ -174,7 +181,7 @@ class SQLLockManager:
             True if acquired, False if ``acquire_timeout`` ran out first.
 
         Raises:
-            InvalidArgumentError: A bad key, holder or timeout.
+            InvalidArgumentError: A bad key, holder or timeout, or a lease of zero or less.
             StorageUnavailableError: The database cannot be reached.
         """
         attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
@@ -219,15 +226,8 @@ class SQLLockManager:
         return attempt, wait
 
     def _lease(self, hold_timeout: float | None) -> float:
-        lease = check_timeout(hold_timeout, "hold_timeout")
-        if lease is None:
-            return self.default_hold_timeout
-        if lease == 0:
-            raise InvalidArgumentError(
-                "hold_timeout must be more than zero seconds: a lock with no lease would be free "
-                "again the moment it was taken."
-            )
-        return lease
+        lease = check_lease(hold_timeout)
+        return self.default_hold_timeout if lease is None else lease
 
     # -- release and renew -----------------------------------------------------------------
 

@@ -50,7 +50,14 @@ from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
 from sqlresults.records import ResultRecord
 from sqlresults.serializers import Serializer
 from sqlresults.settings import get_settings
-from sqlresults.validation import check_key, to_expiration
+from sqlresults.validation import (
+    check_holder,
+    check_key,
+    check_lease,
+    check_namespace,
+    check_prefix,
+    to_expiration,
+)
 
 __all__ = [
     "DEFAULT_STORAGE_KEY_FN",
@@ -136,11 +143,9 @@ class ResultStore:
             if serializer is not None
             else get_default_result_serializer()
         )
-        self.namespace: str = namespace if namespace is not None else settings.namespace
-        if not 0 < len(self.namespace) <= 255:
-            raise InvalidArgumentError(
-                f"A namespace must be 1 to 255 characters, not {self.namespace!r}."
-            )
+        self.namespace: str = check_namespace(
+            namespace if namespace is not None else settings.namespace
+        )
         self.cache_result_in_memory = cache_result_in_memory
         self.storage_key_fn = storage_key_fn
         self.lock_manager: LockManager = (
@@ -407,7 +412,7 @@ class ResultStore:
         if metadata.storage_key is None:
             raise InvalidArgumentError("Storage key is required on result record")
         key = check_key(metadata.storage_key)
-        holder = holder or self.generate_default_holder()
+        holder = check_holder(holder or self.generate_default_holder())
         payload = result_record.serialize_result()
         spec = self._spec_json(metadata.serializer)
         locks_in_database = self._locks_in_database
@@ -534,7 +539,7 @@ class ResultStore:
             StorageUnavailableError: The database cannot be reached.
         """
         key = check_key(key)
-        holder = holder or self.generate_default_holder()
+        holder = check_holder(holder or self.generate_default_holder())
         locks_in_database = self._locks_in_database
         if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
@@ -563,14 +568,21 @@ class ResultStore:
 
         Keys are fetched in pages, so no read transaction stays open while the caller works;
         records written or deleted meanwhile may or may not appear.
+
+        Raises:
+            InvalidKeyError: ``prefix`` is not a string, or holds NUL or a lone surrogate;
+                raised by the call itself, not at the first ``next()``.
         """
+        return self._keys(check_prefix(prefix))
+
+    def _keys(self, prefix: str) -> Iterator[str]:
         database = self.result_storage
         after = ""
         while True:
             params = {
                 "ns": self.namespace,
                 "after": after,
-                "prefix": prefix or "",
+                "prefix": prefix,
                 "limit": _PAGE_SIZE,
             }
             page = database.fetchall(queries.record_keys, params)
@@ -651,7 +663,11 @@ class ResultStore:
 
         Returns:
             True if acquired, False if ``timeout`` ran out.
+
+        Raises:
+            InvalidArgumentError: A bad key, holder or timeout, or a lease of zero or less.
         """
+        check_lease(hold_timeout)
         return self.lock_manager.acquire_lock(
             key,
             holder or self.generate_default_holder(),
@@ -667,6 +683,7 @@ class ResultStore:
         hold_timeout: float | None = None,
     ) -> bool:
         """Async form of :meth:`acquire_lock`."""
+        check_lease(hold_timeout)
         return await self.lock_manager.aacquire_lock(
             key,
             holder or self.generate_default_holder(),
@@ -689,7 +706,11 @@ class ResultStore:
 
         Returns:
             True if the lease was extended, False if ``holder`` no longer holds the lock.
+
+        Raises:
+            InvalidArgumentError: A lease of zero or less, or a bad key or holder.
         """
+        check_lease(hold_timeout)
         holder = holder or self.generate_default_holder()
         renew = getattr(self.lock_manager, "renew_lock", None)
         if renew is not None:

@@ -9,18 +9,27 @@ appear in a repr; use :meth:`Settings.display_url` to show where the database is
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import unquote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sqlresults.errors import ConfigurationError
 
-__all__ = ["Settings", "get_settings", "hide_password"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+__all__ = ["Settings", "get_settings", "hide_password", "hide_secrets", "url_secrets"]
 
 ENV_PREFIX = "SQLRESULTS_"
+
+# The shortest signing key accepted, in bytes of UTF-8: an empty or short HMAC key is guessed
+# (or, empty, simply known), and then anyone can sign a payload the store will unpickle.
+MIN_SIGNING_KEY_BYTES = 16
 
 
 class Settings(BaseSettings):
@@ -32,6 +41,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # A refused value may be a secret (the signing key, a URL with a password).
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(
@@ -73,7 +84,10 @@ class Settings(BaseSettings):
     )
     signing_key: SecretStr | None = Field(
         default=None,
-        description="When set, payloads are HMAC-SHA256 signed and unsigned ones are refused.",
+        description=(
+            "When set, payloads are HMAC-SHA256 signed and unsigned ones are refused. At least "
+            f"{MIN_SIGNING_KEY_BYTES} bytes."
+        ),
     )
     auto_migrate: bool | None = Field(
         default=None,
@@ -101,6 +115,19 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="Records each store keeps deserialized in memory (LRU)."
     )
 
+    @field_validator("signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never shows the key, nor its length.
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SIGNING_KEY_BYTES:
+            raise ValueError(
+                f"the signing key must be at least {MIN_SIGNING_KEY_BYTES} bytes: anyone who "
+                "guesses it (an empty key: anyone at all) can sign a payload the store will "
+                'unpickle. Make one with: python -c "import secrets; '
+                'print(secrets.token_hex(32))"'
+            )
+        return value
+
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -118,22 +145,96 @@ class Settings(BaseSettings):
         return hide_password(self.url)
 
 
-def hide_password(url: str) -> str:
-    """Return ``url`` with its password masked; an unparsable URL is masked entirely.
+# libpq connection parameters that hold secrets, besides the URL's own password.
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+# A password inside a libpq keyword/value string ("host=h password=secret", quoted or not) ...
+_KEYWORD_SECRET = re.compile(
+    r"\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']\S*)", re.IGNORECASE
+)
+# ... or inside a URI ("postgresql://user:secret@host/db"): libpq accepts both wherever it
+# accepts a connection string.
+_URI_PASSWORD = re.compile(r"(://[^/?#@:\s]*:)([^@/?#\s]+)(@)")
+_HIDDEN = "***"
+# Stands for _HIDDEN while a URL is rendered: rendering would percent-encode "***".
+_PLACEHOLDER = "sqlresultshiddensecret"
+
+
+def hide_password(url: str | URL) -> str:
+    """Return ``url`` with every secret masked; an unparsable URL is masked entirely.
+
+    Masked: the URL's password, the ``password`` and ``sslpassword`` query parameters, and a
+    password inside a keyword/value string or a URI in any other query value or in the
+    database name (libpq reads all of them).
 
     Args:
-        url: A SQLAlchemy database URL.
+        url: A SQLAlchemy database URL, as a string or a ``sqlalchemy.engine.URL``.
 
     Returns:
-        The URL as a string, password replaced by ``***``.
+        The URL as a string, each secret replaced by ``***``.
     """
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = url if isinstance(url, URL) else make_url(url)
     except (ArgumentError, ValueError):  # ValueError: e.g. a port that is no number
         return "<unparsable database URL>"
+    query: dict[str, str | tuple[str, ...]] = {}
+    for key, value in parsed.query.items():
+        values = (value,) if isinstance(value, str) else tuple(value)
+        if key.lower() in SECRET_PARAMETERS:
+            hidden = tuple(_PLACEHOLDER for _ in values)
+        else:
+            hidden = tuple(_hide_embedded(item, _PLACEHOLDER) for item in values)
+        query[key] = hidden[0] if isinstance(value, str) else hidden
+    database = parsed.database
+    safe = parsed.set(
+        database=None if database is None else _hide_embedded(database, _PLACEHOLDER),
+        query=query,
+    )
+    return safe.render_as_string(hide_password=True).replace(_PLACEHOLDER, _HIDDEN)
+
+
+def url_secrets(url: URL) -> tuple[str, ...]:
+    """Every secret value ``url`` holds (see :func:`hide_password`), longest first, so that
+    :func:`hide_secrets` can scrub them out of text a driver or server echoes back."""
+    found: list[str] = []
+    if url.password:
+        found.append(str(url.password))
+    for key, value in url.query.items():
+        values = (value,) if isinstance(value, str) else tuple(value)
+        for item in values:
+            found.extend([item] if key.lower() in SECRET_PARAMETERS else _embedded_secrets(item))
+    if url.database:
+        found.extend(_embedded_secrets(url.database))
+    return tuple(sorted({secret for secret in found if secret}, key=len, reverse=True))
+
+
+def hide_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Return ``text`` (e.g. a driver's error message) with ``secrets`` and any password in a
+    keyword/value string or URI replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, _HIDDEN)
+    return _hide_embedded(text, _HIDDEN)
+
+
+def _hide_embedded(text: str, mask: str) -> str:
+    text = _KEYWORD_SECRET.sub(lambda match: match.group(1) + mask, text)
+    return _URI_PASSWORD.sub(lambda match: match.group(1) + mask + match.group(3), text)
+
+
+def _embedded_secrets(text: str) -> list[str]:
+    """The passwords inside keyword/value strings and URIs in ``text``, as written and as
+    libpq reads them (unquoted, percent-decoded)."""
+    found = []
+    for match in _KEYWORD_SECRET.finditer(text):
+        value = match.group(2)
+        found.append(value)
+        if value.startswith("'"):  # quoted: libpq reads it without quotes and backslashes
+            found.append(re.sub(r"\\(.)", r"\1", value[1:].removesuffix("'")))
+    for match in _URI_PASSWORD.finditer(text):
+        found.extend((match.group(2), unquote(match.group(2))))
+    return found
 
 
 _lock = threading.Lock()

@@ -57,7 +57,7 @@ from sqlresults.locking import IsolationLevel
 from sqlresults.records import ResultRecord
 from sqlresults.results import ResultStore, get_result_store
 from sqlresults.settings import get_settings
-from sqlresults.validation import check_timeout
+from sqlresults.validation import check_lease, check_timeout
 
 __all__ = [
     "CommitMode",
@@ -152,7 +152,7 @@ class Transaction:
         self.write_on_commit = write_on_commit
         self.logger = logger if logger is not None else _default_logger
         self.lock_timeout = check_timeout(lock_timeout, "lock_timeout")
-        self.hold_timeout = check_timeout(hold_timeout, "hold_timeout")
+        self.hold_timeout = check_lease(hold_timeout)
         self.state = TransactionState(state)
         self.children: list[Transaction] = []
         self.on_commit_hooks: list[Hook] = []

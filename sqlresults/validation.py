@@ -1,7 +1,10 @@
 """Checks of caller input, shared by the store and the lock manager.
 
 Each check raises an :class:`~sqlresults.errors.InvalidArgumentError` subclass that says what is
-accepted, before anything reaches the database.
+accepted, before anything reaches the database. Text that goes into the database (keys, key
+prefixes, namespaces, lock holders) must be storable by both backends: no NUL (PostgreSQL text
+cannot hold it, while SQLite would store it) and no lone surrogate (not encodable as UTF-8), so
+SQLite and PostgreSQL refuse the same input the same way.
 """
 
 from __future__ import annotations
@@ -11,13 +14,34 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlresults.errors import InvalidArgumentError, InvalidExpirationError, InvalidKeyError
-from sqlresults.schema import HOLDER_MAX_CHARS, KEY_MAX_BYTES
+from sqlresults.schema import HOLDER_MAX_CHARS, KEY_MAX_BYTES, NAMESPACE_MAX_CHARS
 
-__all__ = ["check_holder", "check_key", "check_timeout", "to_expiration"]
+__all__ = [
+    "check_holder",
+    "check_key",
+    "check_lease",
+    "check_namespace",
+    "check_prefix",
+    "check_timeout",
+    "to_expiration",
+]
 
 # No character takes more than 4 bytes in UTF-8, so shorter strings need no encoding to check
 # (printable ones: that excludes NUL and lone surrogates, which get the slow, precise check).
 _ALWAYS_SHORT_ENOUGH = KEY_MAX_BYTES // 4
+
+
+def _unstorable(text: str) -> str | None:
+    """Why no database can store ``text`` the same way, or None if both can."""
+    if text.isprintable():  # the common case: neither NUL nor a surrogate is printable
+        return None
+    if "\x00" in text:
+        return "contains NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a lone surrogate (it is not valid Unicode text)"
+    return None
 
 
 def check_key(key: Any) -> str:
@@ -50,18 +74,66 @@ def check_key(key: Any) -> str:
     return key
 
 
+def check_prefix(prefix: Any) -> str:
+    """Return ``prefix`` as a key prefix to match: None (every key) becomes ``""``.
+
+    Raises:
+        InvalidKeyError: ``prefix`` is neither None nor a string (bytes included), or holds
+            characters no key can hold (NUL, lone surrogates).
+    """
+    if prefix is None:
+        return ""
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(
+            f"A key prefix must be a str (or None for every key), not "
+            f"{type(prefix).__name__}: {prefix!r}."
+        )
+    problem = _unstorable(prefix)
+    if problem is not None:
+        raise InvalidKeyError(
+            f"A key prefix must be text a key can hold; {prefix[:40]!r} {problem}."
+        )
+    return prefix
+
+
+def check_namespace(namespace: Any) -> str:
+    """Return ``namespace`` if it is a usable namespace.
+
+    Raises:
+        InvalidArgumentError: ``namespace`` is not a string of 1 to 255 characters, or holds
+            characters no database can store (NUL, lone surrogates).
+    """
+    if not isinstance(namespace, str) or not 0 < len(namespace) <= NAMESPACE_MAX_CHARS:
+        raise InvalidArgumentError(
+            f"A namespace must be a string of 1 to {NAMESPACE_MAX_CHARS} characters, "
+            f"not {namespace!r}."
+        )
+    problem = _unstorable(namespace)
+    if problem is not None:
+        raise InvalidArgumentError(
+            f"A namespace must be storable text; {namespace[:40]!r} {problem}."
+        )
+    return namespace
+
+
 def check_holder(holder: Any) -> str:
     """Return ``holder`` if it is a usable lock holder id.
 
     Raises:
-        InvalidArgumentError: ``holder`` is not a non-empty string of at most 1,024 characters.
+        InvalidArgumentError: ``holder`` is not a non-empty string of at most 1,024 characters,
+            or holds characters no database can store (NUL, lone surrogates).
     """
-    if isinstance(holder, str) and 0 < len(holder) <= HOLDER_MAX_CHARS:
-        return holder
-    raise InvalidArgumentError(
-        f"A lock holder must be a non-empty string of at most {HOLDER_MAX_CHARS} characters, "
-        f"not {holder!r}."
-    )
+    if not isinstance(holder, str) or not 0 < len(holder) <= HOLDER_MAX_CHARS:
+        raise InvalidArgumentError(
+            f"A lock holder must be a non-empty string of at most {HOLDER_MAX_CHARS} "
+            f"characters, not {holder!r}."
+        )
+    problem = _unstorable(holder)
+    if problem is not None:
+        raise InvalidArgumentError(
+            f"A lock holder must be storable text; {holder[:40]!r} {problem}."
+        )
+    return holder
 
 
 def check_timeout(timeout: Any, name: str, *, allow_none: bool = True) -> float | None:
@@ -78,6 +150,31 @@ def check_timeout(timeout: Any, name: str, *, allow_none: bool = True) -> float 
     value = float(timeout)
     if math.isnan(value) or value < 0:
         raise InvalidArgumentError(f"{name} must be zero or more seconds, not {timeout!r}.")
+    return value
+
+
+def check_lease(lease: Any, name: str = "hold_timeout") -> float | None:
+    """Return a lock's lease (seconds) as a float; None (use the default lease) passes through.
+
+    One rule for every entry point that takes a lease: it must be more than zero seconds.
+
+    Args:
+        lease: The caller's value.
+        name: The parameter's name, for the message.
+
+    Raises:
+        InvalidArgumentError: ``lease`` is zero, negative, NaN or not a number.
+    """
+    if lease is None:
+        return None
+    value = math.nan
+    if isinstance(lease, int | float) and not isinstance(lease, bool):
+        value = float(lease)
+    if not value > 0:  # also refuses NaN
+        raise InvalidArgumentError(
+            f"{name} must be more than zero seconds, not {lease!r}: a lock's lease is how long "
+            "it stays held, and a lock with no lease would be free again the moment it was taken."
+        )
     return value
 
 

@@ -262,6 +262,36 @@ class TestPasswordsAreMasked:
         assert PASSWORD not in line
         assert "user:***@127.0.0.1:1/db" in line
 
+    @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+    @pytest.mark.parametrize("parameter", ["password", "sslpassword"])
+    def test_output_masks_a_password_parameter(
+        self, database_url: str, parameter: str, namespace: str
+    ) -> None:
+        """A password or sslpassword given as a query parameter of --url is masked in the
+        output (the test server's trust authentication accepts any password, and a unix
+        socket uses no SSL)."""
+        url = make_url(database_url).update_query_dict({parameter: PASSWORD})
+        for args in (("migrate", "current"), ("sweep", "--namespace", namespace)):
+            output = assert_ok(run("--url", url.render_as_string(hide_password=False), *args))
+            assert PASSWORD not in output
+            assert "***" in output
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            f"postgresql+psycopg://user@127.0.0.1:1/db?password={PASSWORD}",
+            f"postgresql+psycopg://user@127.0.0.1:1/db?sslpassword={PASSWORD}",
+            f"postgresql+psycopg://user@127.0.0.1:1/db?conninfo=password%3D{PASSWORD}",
+        ],
+        ids=["password", "sslpassword", "conninfo"],
+    )
+    def test_unreachable_server_with_a_password_parameter(self, url: str) -> None:
+        """A server that refuses connections, with the password in a query parameter, gives a
+        one-line error that does not show it."""
+        line = assert_one_line_error(run("--url", url, "migrate", "current"))
+        assert PASSWORD not in line
+        assert "***" in line
+
     def test_unparsable_url_is_a_one_line_error(self) -> None:
         """A URL that cannot be parsed is refused in one line, without echoing it (it may hold
         a password)."""
@@ -269,6 +299,34 @@ class TestPasswordsAreMasked:
 
         assert "Cannot parse the database URL" in line
         assert PASSWORD not in line
+
+
+class TestUnusableSQLiteLocation:
+    """SQLite-only: the default file cannot be created."""
+
+    @pytest.mark.parametrize("how", ["SQLRESULTS_HOME", "--url"])
+    def test_migrate_prints_one_line_on_stderr(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    ) -> None:
+        """`sqlresults migrate` where the SQLite file cannot be created (SQLRESULTS_HOME, or
+        the --url's directory, below a regular file) exits 1 with one line on stderr naming
+        the file and what to set, and no traceback."""
+        blocker = tmp_path / "a-regular-file"
+        blocker.write_text("in the way")
+        path = blocker / "home" / "results.db"
+        if how == "--url":
+            result = CliRunner().invoke(
+                cli, ["--url", f"sqlite:///{path}", "migrate"], prog_name="sqlresults"
+            )
+        else:
+            monkeypatch.setenv("SQLRESULTS_HOME", str(path.parent))
+            result = CliRunner().invoke(cli, ["migrate"], prog_name="sqlresults")
+        line = assert_one_line_error(result)
+        assert result.stdout == ""
+        assert result.stderr.strip() == line
+        assert str(path) in line
+        assert "SQLRESULTS_DATABASE_URL" in line
+        assert "SQLRESULTS_HOME" in line
 
 
 class TestSweep:

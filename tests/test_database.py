@@ -13,17 +13,22 @@ import sqlite3
 import threading
 import traceback
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from sqlresults import queries
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
+    InvalidArgumentError,
+    ReadOnlyStorageError,
     SchemaOutOfDateError,
     StorageUnavailableError,
 )
@@ -193,6 +198,317 @@ class TestPickling:
         database = Database("sqlite://")
         assert copy.copy(database) is database
         assert copy.deepcopy(database) is database
+
+
+def unusable_locations(tmp_path: Path) -> dict[str, tuple[Path, type[BaseException]]]:
+    """SQLite paths that cannot hold a database, even for root (permission bits do not stop
+    root, so these use /proc, /sys and a regular file in the way), with the error expected."""
+    a_file = tmp_path / "a-regular-file"
+    a_file.write_text("in the way")
+    return {
+        "parent is missing in /proc": (Path("/proc/x/results.db"), StorageUnavailableError),
+        "parent is a regular file": (a_file / "sub" / "results.db", StorageUnavailableError),
+        "parent cannot be created": (Path("/sys/sqlresults-x/results.db"), ReadOnlyStorageError),
+        "file cannot be created": (Path("/proc/results.db"), StorageUnavailableError),
+        "path is a directory": (tmp_path, StorageUnavailableError),
+    }
+
+
+LOCATIONS = [
+    "parent is missing in /proc",
+    "parent is a regular file",
+    "parent cannot be created",
+    "file cannot be created",
+    "path is a directory",
+]
+
+
+class TestUnusableSQLiteLocation:
+    """SQLite-only: where a SQLite file cannot be created or opened."""
+
+    @pytest.mark.parametrize("location", LOCATIONS)
+    def test_is_a_storage_error_naming_the_path_and_the_fix(
+        self, tmp_path: Path, location: str
+    ) -> None:
+        """A SQLite path whose directory cannot be created, or which cannot be opened as a
+        file, raises StorageUnavailableError (ReadOnlyStorageError when permission is
+        denied), never a raw OSError or sqlite3 error; the one-line message names the path
+        and says to point SQLRESULTS_DATABASE_URL at a writable location or set
+        SQLRESULTS_HOME."""
+        path, expected = unusable_locations(tmp_path)[location]
+        store = ResultStore(result_storage=f"sqlite:///{path}", namespace="ns")
+        with pytest.raises(expected) as caught:
+            store.write(1, key="k")
+        error = caught.value
+        assert isinstance(error, StorageUnavailableError)
+        assert expected is StorageUnavailableError or isinstance(error, PermissionError)
+        message = str(error)
+        assert str(path) in message
+        assert "SQLRESULTS_DATABASE_URL" in message
+        assert "SQLRESULTS_HOME" in message
+        assert "\n" not in message
+
+    def test_unusable_sqlresults_home(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With SQLRESULTS_HOME below a regular file, the default store raises
+        StorageUnavailableError naming the default file, not NotADirectoryError."""
+        home = tmp_path / "a-regular-file" / "home"
+        home.parent.write_text("in the way")
+        monkeypatch.setenv("SQLRESULTS_HOME", str(home))
+        with pytest.raises(StorageUnavailableError, match="SQLRESULTS_HOME") as caught:
+            ResultStore().exists("k")
+        assert str(home / "results.db") in str(caught.value)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PAGE = 4096  # SQLite's default page size, which sqlresults keeps
+
+
+@pytest.fixture
+def filled_sqlite(tmp_path: Path) -> Path:
+    """A closed sqlresults SQLite file holding 300 records (about 60 pages)."""
+    path = tmp_path / "results.db"
+    database = Database(path)
+    store = ResultStore(result_storage=database, namespace="ns")
+    for index in range(300):
+        store.write(os.urandom(500), key=f"k{index:03d}")
+    database.close()
+    assert path.read_bytes().startswith(SQLITE_MAGIC)
+    assert not Path(f"{path}-wal").exists()  # checkpointed on close: all data is in the file
+    return path
+
+
+def damage(path: Path, how: str) -> None:
+    """Damage a SQLite file the way a failing disk, a bad copy or a stray write would."""
+    data = bytearray(path.read_bytes())
+    if how == "pages overwritten":
+        data[3 * PAGE : 13 * PAGE] = b"\xa5" * (10 * PAGE)
+    elif how == "file truncated":
+        del data[len(data) // 2 :]
+    elif how == "header overwritten after the magic":
+        data[16:100] = b"\xff" * 84
+    elif how == "whole header overwritten":
+        data[:100] = b"\xff" * 100
+    path.write_bytes(bytes(data))
+
+
+def read_everything(store: ResultStore) -> None:
+    """Touch every page a store's records live on."""
+    listed = list(store.keys())
+    for key in listed:
+        store.read(key)
+
+
+class TestDamagedSQLiteFile:
+    """SQLite-only: a file whose pages or header were damaged."""
+
+    @pytest.mark.parametrize(
+        "how", ["pages overwritten", "file truncated", "header overwritten after the magic"]
+    )
+    def test_damage_is_reported_as_such(self, filled_sqlite: Path, how: str) -> None:
+        """A sqlresults file with damaged pages ("database disk image is malformed") or a
+        damaged header (still starting "SQLite format 3") raises DamagedDatabaseError (a
+        StorageUnavailableError): the message says the file is damaged and how to restore or
+        recover it, not that it is no SQLite database; the file is left as it was."""
+        damage(filled_sqlite, how)
+        damaged = filled_sqlite.read_bytes()
+        store = ResultStore(result_storage=filled_sqlite, namespace="ns")
+        with pytest.raises(DamagedDatabaseError) as caught:
+            read_everything(store)
+        error = caught.value
+        assert isinstance(error, StorageUnavailableError)
+        message = str(error)
+        assert f"{filled_sqlite} is damaged" in message
+        assert "backup" in message
+        assert f'sqlite3 {filled_sqlite} ".recover" | sqlite3 recovered.db' in message
+        assert "not a SQLite database" not in message
+        assert "\n" not in message
+        store.result_storage.close()
+        assert filled_sqlite.read_bytes() == damaged
+
+    def test_a_file_that_never_was_sqlite_keeps_its_message(self, tmp_path: Path) -> None:
+        """A file that is not SQLite at all (no SQLite header) is still a ConfigurationError
+        saying it is not a SQLite database and to point SQLRESULTS_DATABASE_URL elsewhere."""
+        path = tmp_path / "notes.db"
+        path.write_bytes(b"plain text, not a database " * 300)
+        with pytest.raises(ConfigurationError, match="is not a SQLite database") as caught:
+            ResultStore(result_storage=path).exists("k")
+        assert not isinstance(caught.value, DamagedDatabaseError)
+        assert "SQLRESULTS_DATABASE_URL" in str(caught.value)
+
+    def test_a_header_overwritten_whole_hints_at_damage(self, filled_sqlite: Path) -> None:
+        """With its whole header overwritten, a sqlresults file cannot be told from a
+        non-SQLite file: it gets the not-a-SQLite-database message, which also says that a
+        former sqlresults database is damaged and is restored from a backup."""
+        damage(filled_sqlite, "whole header overwritten")
+        with pytest.raises(ConfigurationError, match="is not a SQLite database") as caught:
+            ResultStore(result_storage=filled_sqlite).exists("k")
+        assert "restore it from a backup" in str(caught.value)
+
+
+def stored_keys(path: Path) -> list[str]:
+    """The keys in the SQLite file now at ``path``, read by a Database of its own."""
+    database = Database(path)
+    try:
+        return list(ResultStore(result_storage=database, namespace="ns").keys())
+    finally:
+        database.close()
+
+
+class TestFileDeletedOrReplaced:
+    """SQLite-only: a SQLite file deleted or replaced while a store has it open. Without a
+    check, writes go on into the old (unlinked) file and are acknowledged, then lost."""
+
+    @pytest.fixture
+    def path(self, tmp_path: Path) -> Path:
+        return tmp_path / "x.db"
+
+    @pytest.fixture
+    def store(self, path: Path) -> Iterator[ResultStore]:
+        """A store on ``path`` holding "mine" (its connection is open)."""
+        database = Database(f"sqlite:///{path}")
+        store = ResultStore(result_storage=database, namespace="ns")
+        store.write("my value", key="mine")
+        yield store
+        database.close()
+
+    def test_a_write_after_deletion_raises_instead_of_being_lost(
+        self, store: ResultStore, path: Path
+    ) -> None:
+        """After os.remove() of the open file, the next write raises StorageUnavailableError
+        saying the file was deleted or replaced, instead of being acknowledged into the
+        unlinked file; the following operation creates and migrates a new file at the path
+        and works."""
+        os.remove(path)
+        with pytest.raises(StorageUnavailableError, match="deleted or replaced") as caught:
+            store.write("lost", key="written after the deletion")
+        assert str(path) in str(caught.value)
+        store.write("kept", key="written later")
+        assert store.read("written later").result == "kept"
+        assert stored_keys(path) == ["written later"]
+
+    def test_a_write_after_replacement_raises_instead_of_being_lost(
+        self, store: ResultStore, path: Path, tmp_path: Path
+    ) -> None:
+        """After os.replace(other, path), the next write raises instead of going into the
+        replaced file; the following operations see the file now at the path (the old
+        file's write-ahead log does not leak into it)."""
+        other = tmp_path / "other.db"
+        other_database = Database(other)
+        ResultStore(result_storage=other_database, namespace="ns").write("theirs", key="their")
+        other_database.close()
+        os.replace(other, path)
+        with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+            store.write("lost", key="written after the replacement")
+        assert store.read("their").result == "theirs"
+        assert not store.exists("mine")
+        store.write("kept", key="written later")
+        assert stored_keys(path) == ["their", "written later"]
+
+    def test_a_read_of_a_replaced_file_raises(
+        self, store: ResultStore, path: Path, tmp_path: Path
+    ) -> None:
+        """A read answered from the old file after a replacement raises rather than report
+        a record the file at the path does not hold; the next read asks the new file."""
+        other = tmp_path / "other.db"
+        Database(other).ensure_schema()
+        os.replace(other, path)
+        with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+            store.exists("mine")
+        assert not store.exists("mine")
+
+    def test_each_thread_notices(self, store: ResultStore, path: Path) -> None:
+        """Every thread has a connection of its own, and each notices the deletion on its
+        next operation, then goes on with the new file."""
+        with ThreadPoolExecutor(max_workers=1) as worker:  # one thread, one connection
+            worker.submit(store.write, "before", key="worker, before").result()
+            os.remove(path)
+            with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+                store.write("lost", key="main thread")
+            with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
+                worker.submit(store.write, "lost", key="worker, lost").result()
+            worker.submit(store.write, "after", key="worker, after").result()
+        store.write("after", key="main thread, after")
+        assert stored_keys(path) == ["main thread, after", "worker, after"]
+
+
+SECRET = "hunter2-Secret"
+UNREACHABLE = "postgresql+psycopg://app@127.0.0.1:1/db"
+BAD_SOCKET_DIR = "postgresql+psycopg://app@/db?host=/nonexistent-sqlresults-dir"
+
+# Every way libpq accepts a password (or another secret) in a URL sqlresults is given.
+SECRET_FORMS = {
+    "userinfo": f"postgresql+psycopg://app:{SECRET}@127.0.0.1:1/db",
+    "password parameter": f"{UNREACHABLE}?password={SECRET}",
+    "password parameter, socket": f"{BAD_SOCKET_DIR}&password={SECRET}",
+    "sslpassword parameter": f"{UNREACHABLE}?sslpassword={SECRET}",
+    "keyword/value conninfo": f"{UNREACHABLE}?conninfo=connect_timeout%3D5+password%3D{SECRET}",
+    "quoted keyword/value": f"{UNREACHABLE}?conninfo=password%3D%27{SECRET}+x%27",
+    "URI conninfo": (
+        f"{UNREACHABLE}?conninfo=postgresql%3A%2F%2Fapp%3A{SECRET}%40127.0.0.1%3A1%2Fdb"
+    ),
+    "keyword/value database name": f"postgresql+psycopg://app@127.0.0.1:1/db%20password%3D{SECRET}",
+}
+
+
+def assert_hidden(text: str) -> None:
+    """``text`` shows no part of the secret."""
+    assert SECRET not in text
+    assert "hunter2" not in text
+
+
+class TestSecrets:
+    """The forms are PostgreSQL URLs that reach no server (nothing connects but the failing
+    attempts), so these run without the test server."""
+
+    @pytest.mark.parametrize("url", SECRET_FORMS.values(), ids=SECRET_FORMS.keys())
+    def test_repr_str_and_display_url(self, url: str) -> None:
+        """repr and str of the Database, of its URL and of its engine, and display_url, show
+        no secret in any form libpq accepts; the driver still gets it."""
+        database = Database(url, auto_migrate=False)
+        for text in (
+            repr(database),
+            str(database),
+            database.display_url,
+            str(database.url),
+            repr(database.url),
+            repr(database.engine),
+        ):
+            assert_hidden(text)
+            assert "***" in text
+        assert SECRET in database.url.render_as_string(hide_password=False)
+
+    def test_password_parameter_is_the_password(self) -> None:
+        """A password= query parameter becomes the URL's password (libpq treats them the
+        same), so the driver gets it as the password and every mask applies."""
+        url = parse_url(f"{UNREACHABLE}?password={SECRET}&application_name=x")
+        assert url.password == SECRET
+        assert dict(url.query) == {"application_name": "x"}
+
+    @pytest.mark.parametrize("url", SECRET_FORMS.values(), ids=SECRET_FORMS.keys())
+    def test_connection_failure_shows_no_secret(self, url: str) -> None:
+        """A failed connection (refused, or no socket) raises StorageUnavailableError whose
+        message, and the driver error it was raised from, show no secret."""
+        database = Database(url, auto_migrate=False)
+        with pytest.raises(StorageUnavailableError) as caught:
+            database.schema_revision()
+        assert_hidden(str(caught.value))
+        assert_hidden("".join(traceback.format_exception(caught.value)))
+        assert "***" in str(caught.value)
+
+    @pytest.mark.postgres
+    def test_driver_text_echoing_a_secret_is_scrubbed(self, postgres_url: str) -> None:
+        """When the server echoes a secret back (a database name holding "password=..." is
+        named in "database ... does not exist"), the message and the driver's exception it
+        was raised from show *** instead (PostgreSQL-only)."""
+        name = f"nosuchdb password={SECRET}"
+        url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        database = Database(url, auto_migrate=False)
+        with pytest.raises(StorageUnavailableError, match="does not exist") as caught:
+            database.schema_revision()
+        assert_hidden(str(caught.value))
+        assert_hidden("".join(traceback.format_exception(caught.value)))
 
 
 class TestMemoryDatabase:
@@ -544,6 +860,83 @@ class TestStatements:
         assert database.sql(query) is sql
 
 
+def backend_pid(database: Database) -> int:
+    """The server process of the pooled PostgreSQL connection the next operation will use
+    (the pool is LIFO: the next checkout gets the connection the last operation used)."""
+    proxy = database.engine.raw_connection()
+    try:
+        return int(proxy.dbapi_connection.execute("SELECT pg_backend_pid()").fetchone()[0])
+    finally:
+        proxy.close()
+
+
+def lock_state_params(namespace: str) -> dict[str, Any]:
+    """Parameters of queries.lock_state, a statement validation does not guard when called
+    through Database directly."""
+    return {"ns": namespace, "key": "k"}
+
+
+class TestBadValuesReachingTheDriver:
+    """Values that validation would refuse, sent straight through Database, as a future
+    statement that forgot to validate would."""
+
+    @pytest.mark.postgres
+    def test_nul_is_bad_input_not_an_outage(self, postgres_url: str, namespace: str) -> None:
+        """A NUL in a text parameter (psycopg refuses it on the client: "PostgreSQL text
+        fields cannot contain NUL (0x00) bytes") raises InvalidArgumentError, in autocommit
+        and inside a write transaction, and is not taken for a dropped connection: the pool
+        keeps its connections (same server process before and after) and the store goes on
+        working (PostgreSQL-only: SQLite stores NUL)."""
+        database = Database(postgres_url)
+        store = ResultStore(result_storage=database, namespace=namespace)
+        store.write("kept", key="k")
+        pid = backend_pid(database)
+        pooled = database.engine.pool.checkedin()
+        bad = lock_state_params(f"{namespace}\x00")
+
+        with pytest.raises(InvalidArgumentError, match="NUL") as caught:
+            database.fetchone(queries.lock_state, bad)
+        assert not isinstance(caught.value, StorageUnavailableError)
+        with pytest.raises(InvalidArgumentError, match="NUL"):
+            database.transaction(lambda transaction: transaction.fetchone(queries.lock_state, bad))
+
+        assert database.engine.pool.checkedin() == pooled
+        assert backend_pid(database) == pid
+        assert store.read("k").result == "kept"
+        database.close()
+
+    def test_text_the_driver_cannot_encode(self, database: Database, namespace: str) -> None:
+        """A lone surrogate in a text parameter (not UTF-8: both drivers raise
+        UnicodeEncodeError) raises InvalidArgumentError, not the driver's exception, and the
+        database stays usable."""
+        bad = lock_state_params(f"{namespace}\ud800")
+        with pytest.raises(InvalidArgumentError) as caught:
+            database.fetchone(queries.lock_state, bad)
+        assert not isinstance(caught.value, UnicodeError)
+        assert database.fetchone(queries.lock_state, lock_state_params(namespace)) is None
+
+
+@pytest.mark.postgres
+class TestDroppedConnection:
+    """PostgreSQL only: SQLite has no server to lose."""
+
+    def test_a_terminated_connection_is_replaced(self, postgres_url: str, namespace: str) -> None:
+        """When the server ends the pooled connection an operation is about to use, the
+        operation reconnects once and succeeds: a real disconnect is still a disconnect."""
+        database = Database(postgres_url)
+        store = ResultStore(result_storage=database, namespace=namespace)
+        store.write("kept", key="k")
+        doomed = backend_pid(database)
+        killer = Database(postgres_url)
+        with killer.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_terminate_backend({doomed})")
+        killer.close()
+
+        assert store.read("k").result == "kept"
+        assert backend_pid(database) != doomed
+        database.close()
+
+
 @pytest.mark.postgres
 class TestPooledConnectionBuffers:
     """PostgreSQL only: the pool and libpq's never-shrinking buffers are PostgreSQL's; SQLite
@@ -551,12 +944,7 @@ class TestPooledConnectionBuffers:
 
     @staticmethod
     def _backend_pid(database: Database) -> int:
-        # The pool is LIFO: the next checkout gets the connection the last operation used.
-        proxy = database.engine.raw_connection()
-        try:
-            return int(proxy.dbapi_connection.execute("SELECT pg_backend_pid()").fetchone()[0])
-        finally:
-            proxy.close()
+        return backend_pid(database)
 
     def test_small_values_keep_the_connection(self, postgres_url: str, namespace: str) -> None:
         """Operations on small values return their connection to the pool for reuse."""

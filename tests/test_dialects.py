@@ -19,7 +19,16 @@ from sqlresults.database import Database
 from sqlresults.dialects import Dialect
 from sqlresults.errors import ConfigurationError
 
-CLASSIFIERS = ["is_busy", "is_read_only", "is_not_a_database", "is_missing_table", "is_disconnect"]
+CLASSIFIERS = [
+    "is_busy",
+    "is_read_only",
+    "is_not_a_database",
+    "is_cannot_open",
+    "is_damaged",
+    "is_missing_table",
+    "is_disconnect",
+    "is_bad_input",
+]
 
 
 def dialect(url: str) -> Dialect:
@@ -55,13 +64,14 @@ def sqlite_file(tmp_path: Path) -> Path:
     return path
 
 
-def sqlite_errors(path: Path, tmp_path: Path) -> Iterator[tuple[str, BaseException]]:
-    """Real sqlite3 errors of each kind, made against ``path`` (closed afterwards)."""
+def sqlite_errors(path: Path, tmp_path: Path) -> Iterator[tuple[str, Path, BaseException]]:
+    """Real sqlite3 errors of each kind, made against ``path`` or a damaged copy of it (closed
+    afterwards), with the file each was made against."""
     holder = sqlite3.connect(path, isolation_level=None)
     other = sqlite3.connect(path, isolation_level=None, timeout=0)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        yield "busy", raised(lambda: other.execute("BEGIN IMMEDIATE"))
+        yield "busy", path, raised(lambda: other.execute("BEGIN IMMEDIATE"))
         holder.execute("COMMIT")
     finally:
         holder.close()
@@ -69,7 +79,7 @@ def sqlite_errors(path: Path, tmp_path: Path) -> Iterator[tuple[str, BaseExcepti
 
     read_only = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
-        yield "read_only", raised(lambda: read_only.execute("INSERT INTO t VALUES (1)"))
+        yield "read_only", path, raised(lambda: read_only.execute("INSERT INTO t VALUES (1)"))
     finally:
         read_only.close()
 
@@ -79,16 +89,46 @@ def sqlite_errors(path: Path, tmp_path: Path) -> Iterator[tuple[str, BaseExcepti
     try:
         yield (
             "not_a_database",
+            garbage,
             raised(lambda: not_a_database.execute("SELECT * FROM sqlite_master")),
         )
     finally:
         not_a_database.close()
 
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(path.read_bytes())
+    with damaged.open("r+b") as file:  # the header's fields after the "SQLite format 3" magic
+        file.seek(16)
+        file.write(b"\xff" * 84)
+    damaged_header = sqlite3.connect(damaged)
+    try:
+        yield "damaged_header", damaged, raised(lambda: damaged_header.execute("SELECT * FROM t"))
+    finally:
+        damaged_header.close()
+
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(path.read_bytes())
+    with corrupt.open("r+b") as file:  # the table's root page
+        file.seek(4096)
+        file.write(b"\xa5" * 4096)
+    corrupt_pages = sqlite3.connect(corrupt)
+    try:
+        yield (
+            "corrupt",
+            corrupt,
+            raised(lambda: corrupt_pages.execute("SELECT * FROM t").fetchall()),
+        )
+    finally:
+        corrupt_pages.close()
+
+    # A directory is no file SQLite can open.
+    yield "cannot_open", tmp_path, raised(lambda: sqlite3.connect(tmp_path).execute("SELECT 1"))
+
     plain = sqlite3.connect(path)
     try:
-        yield "missing_table", raised(lambda: plain.execute("SELECT * FROM no_such_table"))
-        yield "other", raised(lambda: plain.execute("SELEKT 1"))
-        yield "another", raised(lambda: plain.execute("INSERT INTO t VALUES (1, 2)"))
+        yield "missing_table", path, raised(lambda: plain.execute("SELECT * FROM no_such_table"))
+        yield "other", path, raised(lambda: plain.execute("SELEKT 1"))
+        yield "another", path, raised(lambda: plain.execute("INSERT INTO t VALUES (1, 2)"))
     finally:
         plain.close()
 
@@ -99,9 +139,14 @@ EXPECTED = {
     "deadlock": {"is_busy"},
     "read_only": {"is_read_only"},
     "not_a_database": {"is_not_a_database"},
+    "cannot_open": {"is_cannot_open"},
+    "damaged_header": {"is_damaged"},
+    "corrupt": {"is_damaged"},
     "missing_table": {"is_missing_table"},
     "disconnect_refused": {"is_disconnect"},
     "disconnect_terminated": {"is_disconnect"},
+    "client_side_nul": {"is_bad_input"},
+    "unencodable": {"is_bad_input"},
     "other": set(),
     "another": set(),
 }
@@ -109,17 +154,22 @@ EXPECTED = {
 
 class TestSQLiteClassification:
     def test_each_kind_of_sqlite_error(self, sqlite_file: Path, tmp_path: Path) -> None:
-        """Real sqlite3 errors are classified as busy, read-only, not a database or missing
-        table, and as nothing else; SQLite never reports a disconnect (SQLite-only)."""
-        target = dialect(f"sqlite:///{sqlite_file}")
+        """Real sqlite3 errors are classified as busy, read-only, not a database, damaged (a
+        SQLite header with damaged fields, or damaged pages), cannot open or missing table,
+        and as nothing else; SQLite never reports a disconnect (SQLite-only)."""
         seen = {}
-        for kind, exc in sqlite_errors(sqlite_file, tmp_path):
-            seen[kind] = classify(target, exc)
+        for kind, file, exc in sqlite_errors(sqlite_file, tmp_path):
+            # The dialect of the database the error came from: a damaged header is told from
+            # a file that never was SQLite by the file's first bytes.
+            seen[kind] = classify(dialect(f"sqlite:///{file}"), exc)
         assert seen == {kind: EXPECTED[kind] for kind in seen}
         assert set(seen) == {
             "busy",
             "read_only",
             "not_a_database",
+            "damaged_header",
+            "corrupt",
+            "cannot_open",
             "missing_table",
             "other",
             "another",
@@ -131,7 +181,7 @@ class TestSQLiteClassification:
         """The PostgreSQL dialect finds no busy, read-only, not-a-database or missing-table
         meaning in SQLite's errors (it goes by SQLSTATE)."""
         target = dialect("postgresql+psycopg://u@h/db")
-        for _kind, exc in sqlite_errors(sqlite_file, tmp_path):
+        for _kind, _file, exc in sqlite_errors(sqlite_file, tmp_path):
             assert classify(target, exc) - {"is_disconnect"} == set()
 
     def test_plain_python_errors_are_not_driver_errors(self) -> None:
@@ -176,6 +226,9 @@ def postgresql_errors(database: Database) -> Iterator[tuple[str, BaseException]]
             "another",
             raised(lambda: connection.execute("SELECT 1 / 0")),
         )
+        # Refused by psycopg before anything is sent: no SQLSTATE, the connection is fine.
+        yield "client_side_nul", raised(lambda: connection.execute("SELECT %s", ["a\x00b"]))
+        yield "unencodable", raised(lambda: connection.execute("SELECT %s", ["\ud800"]))
         connection.autocommit = False
         connection.execute("SET TRANSACTION READ ONLY")
         yield (
@@ -213,7 +266,25 @@ class TestPostgreSQLClassification:
             "read_only",
             "disconnect_terminated",
             "disconnect_refused",
+            "client_side_nul",
+            "unencodable",
         }
+
+    def test_only_a_broken_connection_is_a_disconnect(self, pg_database: Database) -> None:
+        """An error without SQLSTATE is a disconnect only when the connection it ran on is
+        broken or closed; a client-side error on a healthy connection is not
+        (PostgreSQL-only)."""
+        proxy = pg_database.engine.raw_connection()
+        connection = proxy.dbapi_connection
+        try:
+            nul = raised(lambda: connection.execute("SELECT %s", ["a\x00b"]))
+            assert not pg_database.dialect.is_disconnect(nul, connection)
+            raised(lambda: connection.execute("SELECT pg_terminate_backend(pg_backend_pid())"))
+            closed = raised(lambda: connection.execute("SELECT 1"))
+            assert getattr(closed, "sqlstate", None) is None
+            assert pg_database.dialect.is_disconnect(closed, connection)
+        finally:
+            proxy.invalidate()
 
 
 # -- URL facts -----------------------------------------------------------------------------------

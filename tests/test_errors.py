@@ -7,6 +7,7 @@ import pytest
 import sqlresults.errors as errors_module
 from sqlresults.errors import (
     ConfigurationError,
+    DamagedDatabaseError,
     IntegrityError,
     InvalidArgumentError,
     InvalidEnvelopeError,
@@ -49,6 +50,7 @@ TREE: list[tuple[type[BaseException], type[BaseException], type[BaseException] |
     (SchemaOutOfDateError, StorageError, None),
     (StorageUnavailableError, StorageError, OSError),
     (ReadOnlyStorageError, StorageUnavailableError, PermissionError),
+    (DamagedDatabaseError, StorageUnavailableError, OSError),
     (ConfigurationError, SQLResultsError, ValueError),
 ]
 

@@ -120,11 +120,25 @@ class TestConstruction:
         assert manager.namespace == "team"
         assert manager.default_hold_timeout == 12.5
 
-    @pytest.mark.parametrize("bad", [-1, math.nan, "10", True])
+    @pytest.mark.parametrize("bad", [0, -1, math.nan, "10", True], ids=repr)
     def test_bad_default_hold_timeout(self, database: Database, bad: Any) -> None:
-        """A negative, NaN or non-numeric default lease is refused with InvalidArgumentError."""
-        with pytest.raises(InvalidArgumentError, match="default_hold_timeout"):
+        """A zero, negative, NaN or non-numeric default lease is refused with
+        InvalidArgumentError, with the one message every lease gets."""
+        with pytest.raises(
+            InvalidArgumentError, match=r"^default_hold_timeout must be more than zero seconds"
+        ):
             SQLLockManager(database, default_hold_timeout=bad)
+
+    @pytest.mark.parametrize(
+        "bad",
+        ["", "n" * 256, "ns\x00", "\ud800", 5],
+        ids=["empty", "long", "nul", "surrogate", "int"],
+    )
+    def test_bad_namespace(self, database: Database, bad: Any) -> None:
+        """The manager checks its namespace as a store does: 1 to 255 characters of storable
+        text (no NUL, no lone surrogate), on both backends."""
+        with pytest.raises(InvalidArgumentError, match="namespace"):
+            SQLLockManager(database, namespace=bad)
 
 
 class TestAcquireAndRelease:
@@ -669,6 +683,10 @@ BAD_CALLS = {
     "release empty holder": lambda m: m.release_lock("k", ""),
     "renew negative hold": lambda m: m.renew_lock("k", "holder1", hold_timeout=-1),
     "renew empty holder": lambda m: m.renew_lock("k", ""),
+    "acquire NUL holder": lambda m: m.acquire_lock("free", "holder\x00"),
+    "acquire lone-surrogate holder": lambda m: m.acquire_lock("free", "holder\ud800"),
+    "release NUL holder": lambda m: m.release_lock("k", "holder1\x00"),
+    "renew NUL holder": lambda m: m.renew_lock("k", "holder1\x00"),
     "is_locked empty key": lambda m: m.is_locked(""),
     "is_lock_holder empty holder": lambda m: m.is_lock_holder("k", ""),
     "wait negative timeout": lambda m: m.wait_for_lock("k", timeout=-1),
@@ -686,6 +704,20 @@ class TestBadInput:
         with pytest.raises(InvalidArgumentError):
             call(manager)
         assert lock_rows(manager) == before
+
+    @pytest.mark.parametrize("lease", [0, -1, -5.5, math.nan], ids=repr)
+    @pytest.mark.parametrize("method", ["acquire_lock", "renew_lock"])
+    def test_one_lease_rule_one_message(
+        self, manager: SQLLockManager, method: str, lease: float
+    ) -> None:
+        """A lease of zero or less gets the same message from every entry point, whatever
+        the value: hold_timeout must be more than zero seconds."""
+        manager.acquire_lock("k", "holder1")
+        with pytest.raises(InvalidArgumentError) as caught:
+            getattr(manager, method)("k", "holder1", hold_timeout=lease)
+        assert str(caught.value).startswith(
+            f"hold_timeout must be more than zero seconds, not {lease!r}"
+        )
 
     def test_bad_key_is_an_invalid_key_error(self, manager: SQLLockManager) -> None:
         """A bad key raises InvalidKeyError naming the limit."""

@@ -7,6 +7,7 @@ Every store test runs on SQLite and on PostgreSQL (the ``backend`` fixture behin
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import pickle
@@ -527,6 +528,26 @@ class TestKeys:
         clock.advance(2)
         assert list(clocked_store.keys()) == ["stays"]
         assert list(clocked_store.keys(prefix="go")) == []
+
+    @pytest.mark.parametrize("prefix", [5, b"k", 1.5, ["k"]], ids=repr)
+    def test_prefix_of_another_type_is_refused_at_the_call(
+        self, store: ResultStore, prefix: Any
+    ) -> None:
+        """keys(prefix=5) or keys(prefix=b"k") raises InvalidKeyError (an InvalidArgumentError)
+        saying a prefix is a str, when keys() is called, not at the first next(), instead of
+        silently listing nothing."""
+        store.write(1, key="k1")
+        with pytest.raises(InvalidKeyError, match="prefix must be a str"):
+            store.keys(prefix=prefix)
+
+    @pytest.mark.parametrize("prefix", ["k\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+    def test_prefix_no_key_can_hold_is_refused(self, store: ResultStore, prefix: str) -> None:
+        """A prefix with NUL or a lone surrogate is refused on both backends, as such a key
+        would be (PostgreSQL cannot store NUL; UTF-8 cannot hold a lone surrogate)."""
+        store.write(1, key="k1")
+        with pytest.raises(InvalidKeyError, match="prefix"):
+            store.keys(prefix=prefix)
+        assert list(store.keys()) == ["k1"]
 
     def test_keys_paginate_beyond_one_page(self, store: ResultStore) -> None:
         """keys() returns every key, in order, across several pages of 1,000, with and without
@@ -1099,11 +1120,44 @@ class TestBadInput:
                 result_storage=database, namespace=namespace, serializer="no-such-serializer"
             )
 
-    @pytest.mark.parametrize("namespace_value", ["", "n" * 256])
-    def test_invalid_namespace(self, database: Database, namespace_value: str) -> None:
-        """A namespace outside 1..255 characters is refused at construction."""
+    @pytest.mark.parametrize("namespace_value", ["", "n" * 256, "ns\x00", "\ud800", 5], ids=repr)
+    def test_invalid_namespace(
+        self, database: Database, namespace: str, namespace_value: Any
+    ) -> None:
+        """A namespace outside 1..255 characters, not a string, or with NUL or a lone
+        surrogate is refused at construction on both backends (SQLite would store NUL and
+        PostgreSQL could not), and nothing is written."""
+        existing = ResultStore(result_storage=database, namespace=namespace)
+        existing.write("original", key="existing")
+        before = snapshot(existing, "existing")
         with pytest.raises(InvalidArgumentError, match="namespace"):
             ResultStore(result_storage=database, namespace=namespace_value)
+        assert snapshot(existing, "existing") == before
+
+    @pytest.mark.parametrize("holder", ["h\x00", "\udfff"], ids=["nul", "lone-surrogate"])
+    def test_holder_no_database_can_store(self, seeded: ResultStore, holder: str) -> None:
+        """A lock holder with NUL or a lone surrogate is refused on both backends before
+        anything is written (it used to be stored on SQLite and an outage on PostgreSQL)."""
+        before = snapshot(seeded, "existing")
+        with pytest.raises(InvalidArgumentError, match="holder"):
+            seeded.acquire_lock("k", holder=holder, timeout=0)
+        with pytest.raises(InvalidArgumentError, match="holder"):
+            seeded.write("new", key="existing", holder=holder)
+        assert snapshot(seeded, "existing") == before
+        assert not seeded.is_locked("k")
+
+    @pytest.mark.parametrize("lease", [0, -1, -0.5, math.nan], ids=repr)
+    def test_lease_must_be_more_than_zero(self, seeded: ResultStore, lease: float) -> None:
+        """acquire_lock and renew_lock refuse a lease of zero or less with one message,
+        whatever the value, and take or extend no lock."""
+        seeded.acquire_lock("held", holder="me", timeout=0)
+        for call in (
+            lambda: seeded.acquire_lock("k", holder="me", timeout=0, hold_timeout=lease),
+            lambda: seeded.renew_lock("held", holder="me", hold_timeout=lease),
+        ):
+            with pytest.raises(InvalidArgumentError, match=r"^hold_timeout must be more than zero"):
+                call()
+        assert not seeded.is_locked("k")
 
 
 class TestStorageConfiguration:

@@ -133,6 +133,49 @@ class TestSecrets:
         assert settings.signing_key is not None
         assert settings.signing_key.get_secret_value() == SIGNING_KEY
 
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            (
+                f"postgresql+psycopg://u@h/db?password={PASSWORD}",
+                "postgresql+psycopg://u@h/db?password=***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db?sslpassword={PASSWORD}&sslmode=require",
+                "postgresql+psycopg://u@h/db?sslmode=require&sslpassword=***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db?conninfo=host%3Dh+password%3D{PASSWORD}",
+                "postgresql+psycopg://u@h/db?conninfo=host%3Dh+password%3D***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db%20password%3D{PASSWORD}",
+                "postgresql+psycopg://u@h/db password%3D***",
+            ),
+            (
+                f"postgresql+psycopg://u@h/db?conninfo=postgresql%3A%2F%2Fu%3A{PASSWORD}%40h%2Fdb",
+                "postgresql+psycopg://u@h/db?conninfo=postgresql%3A%2F%2Fu%3A***%40h%2Fdb",
+            ),
+        ],
+        ids=["password", "sslpassword", "conninfo", "database name", "URI in a value"],
+    )
+    def test_hide_password_masks_every_form(self, url: str, shown: str) -> None:
+        """Besides the URL's own password, hide_password masks password= and sslpassword=
+        query parameters and a password inside a keyword/value string or a URI in any value
+        (libpq reads them all), and leaves the rest readable."""
+        assert hide_password(url) == shown
+
+    def test_settings_mask_a_password_parameter(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A password given as a query parameter of SQLRESULTS_DATABASE_URL is masked by
+        display_url and absent from repr and str of Settings."""
+        monkeypatch.setenv(
+            "SQLRESULTS_DATABASE_URL", f"postgresql+psycopg://u@h/db?password={PASSWORD}"
+        )
+        settings = Settings()
+        assert settings.display_url() == "postgresql+psycopg://u@h/db?password=***"
+        for text in (repr(settings), str(settings), repr(get_settings())):
+            assert PASSWORD not in text
+
     def test_hide_password(self) -> None:
         """hide_password masks the password, keeps a URL without one, and masks an
         unparsable URL entirely."""
@@ -183,6 +226,39 @@ class TestInvalidValues:
         assert "'NORMAL'" in message
         assert "topsecret" not in message
         assert "sometimes" not in message
+
+    @pytest.mark.parametrize("key", ["", " ", "short", "fifteen-bytes!!", "ünï-ünï-ü"], ids=repr)
+    def test_an_empty_or_short_signing_key_is_refused(
+        self, key: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SQLRESULTS_SIGNING_KEY shorter than 16 bytes (the empty string included: anyone
+        could forge an HMAC made with it) is a ConfigurationError naming the variable and how
+        to make a good key, without echoing the key."""
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", key)
+        with pytest.raises(ConfigurationError) as caught:
+            get_settings()
+        message = str(caught.value)
+        assert "SQLRESULTS_SIGNING_KEY" in message
+        assert "16 bytes" in message
+        assert 'python -c "import secrets; print(secrets.token_hex(32))"' in message
+        if key.strip():
+            assert key not in message
+
+    def test_signing_key_errors_never_echo_the_key(self) -> None:
+        """Settings(...) built directly (not through get_settings) refuses a short key with a
+        pydantic ValidationError that does not show the key either."""
+        with pytest.raises(ValidationError) as caught:
+            Settings(signing_key="tiny-secret")
+        assert "tiny-secret" not in str(caught.value)
+        assert "16 bytes" in str(caught.value)
+
+    def test_a_sixteen_byte_signing_key_is_accepted(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """16 bytes in UTF-8 is enough (8 two-byte characters count as 16)."""
+        for key in ("0123456789abcdef", "é" * 8):
+            monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", key)
+            signing_key = get_settings().signing_key
+            assert signing_key is not None
+            assert signing_key.get_secret_value() == key
 
     def test_a_negative_lease_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A lease must be positive: SQLRESULTS_LOCK_HOLD_TIMEOUT=0 is a ConfigurationError."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import threading
 import time
 from pathlib import Path
@@ -116,6 +117,16 @@ class TestInit:
         """A negative lock_timeout or hold_timeout is refused when the transaction is built."""
         with pytest.raises(InvalidArgumentError, match=field):
             Transaction(key="k", **{field: -1})
+
+    @pytest.mark.parametrize("lease", [0, -1, math.nan], ids=repr)
+    def test_lease_must_be_more_than_zero(self, lease: float) -> None:
+        """hold_timeout is a lease: zero is refused like a negative value, with the message
+        every lease gets (a zero lease would free the lock the moment it was taken)."""
+        with pytest.raises(InvalidArgumentError) as caught:
+            Transaction(key="k", hold_timeout=lease)
+        assert str(caught.value).startswith(
+            f"hold_timeout must be more than zero seconds, not {lease!r}"
+        )
 
     def test_repr(self) -> None:
         """The repr names key, state and isolation level."""

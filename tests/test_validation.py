@@ -1,4 +1,5 @@
-"""Tests for sqlresults.validation: key, holder, timeout and expiration checks."""
+"""Tests for sqlresults.validation: key, prefix, namespace, holder, timeout, lease and expiration
+checks."""
 
 from __future__ import annotations
 
@@ -11,10 +12,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sqlresults.errors import InvalidArgumentError, InvalidExpirationError, InvalidKeyError
-from sqlresults.validation import check_holder, check_key, check_timeout, to_expiration
+from sqlresults.validation import (
+    check_holder,
+    check_key,
+    check_lease,
+    check_namespace,
+    check_prefix,
+    check_timeout,
+    to_expiration,
+)
 
 KEY_LIMIT = 1024  # bytes of UTF-8, DESIGN.md §10
 HOLDER_LIMIT = 1024  # characters
+NAMESPACE_LIMIT = 255  # characters
+
+# Text no database can store the same way: a lone surrogate (not UTF-8) or NUL (not allowed in
+# PostgreSQL text; SQLite would store it).
+UNSTORABLE = ["\ud800", "a\udfffb", "a\x00b", "\x00"]
 
 # Text a database can store: no lone surrogates (not UTF-8) and no NUL (PostgreSQL text).
 storable_characters = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
@@ -88,9 +102,9 @@ class TestCheckKey:
 
 
 class TestCheckHolder:
-    @given(st.text(min_size=1, max_size=HOLDER_LIMIT))
+    @given(st.text(storable_characters, min_size=1, max_size=HOLDER_LIMIT))
     def test_accepts_non_empty_strings_within_the_limit(self, holder: str) -> None:
-        """Non-empty holders of up to 1,024 characters are returned unchanged."""
+        """Non-empty holders of up to 1,024 storable characters are returned unchanged."""
         assert check_holder(holder) is holder
 
     @pytest.mark.parametrize(
@@ -100,6 +114,61 @@ class TestCheckHolder:
         """Empty, over-long or non-string holders raise InvalidArgumentError."""
         with pytest.raises(InvalidArgumentError, match="holder"):
             check_holder(holder)
+
+    @pytest.mark.parametrize("holder", UNSTORABLE, ids=repr)
+    def test_refuses_text_no_database_can_store(self, holder: str) -> None:
+        """A holder with NUL or a lone surrogate is refused (like a key), so SQLite does not
+        store what PostgreSQL cannot."""
+        with pytest.raises(InvalidArgumentError, match="holder"):
+            check_holder(holder)
+
+
+class TestCheckNamespace:
+    @given(st.text(storable_characters, min_size=1, max_size=NAMESPACE_LIMIT))
+    def test_accepts_non_empty_strings_within_the_limit(self, namespace: str) -> None:
+        """Namespaces of 1 to 255 storable characters are returned unchanged."""
+        assert check_namespace(namespace) is namespace
+
+    @pytest.mark.parametrize(
+        "namespace", ["", "n" * (NAMESPACE_LIMIT + 1), None, 42, b"ns"], ids=repr
+    )
+    def test_refuses_empty_long_and_non_strings(self, namespace: Any) -> None:
+        """Empty, over-long or non-string namespaces raise InvalidArgumentError naming the
+        limit."""
+        with pytest.raises(InvalidArgumentError, match="namespace must be a string of 1 to 255"):
+            check_namespace(namespace)
+
+    @pytest.mark.parametrize("namespace", UNSTORABLE, ids=repr)
+    def test_refuses_text_no_database_can_store(self, namespace: str) -> None:
+        """A namespace with NUL or a lone surrogate is refused, as a key would be."""
+        with pytest.raises(InvalidArgumentError, match="namespace"):
+            check_namespace(namespace)
+
+
+class TestCheckPrefix:
+    @given(st.text(storable_characters))
+    def test_strings_pass_unchanged(self, prefix: str) -> None:
+        """Any storable string is a prefix, the empty one included (it matches every key)."""
+        assert check_prefix(prefix) is prefix
+
+    def test_none_is_every_key(self) -> None:
+        """None means no prefix: the empty string."""
+        assert check_prefix(None) == ""
+
+    @pytest.mark.parametrize("prefix", [5, b"k", 1.5, ["k"], {"k": 1}], ids=repr)
+    def test_refuses_non_strings(self, prefix: Any) -> None:
+        """A prefix that is not a str (bytes included) raises InvalidKeyError saying a prefix
+        is a str and naming the type given."""
+        with pytest.raises(InvalidKeyError, match="prefix must be a str") as caught:
+            check_prefix(prefix)
+        assert type(prefix).__name__ in str(caught.value)
+
+    @pytest.mark.parametrize("prefix", UNSTORABLE, ids=repr)
+    def test_refuses_text_no_key_can_hold(self, prefix: str) -> None:
+        """A prefix with NUL or a lone surrogate could match no key; it is refused as such a
+        key would be."""
+        with pytest.raises(InvalidKeyError, match="prefix"):
+            check_prefix(prefix)
 
 
 class TestCheckTimeout:
@@ -129,6 +198,36 @@ class TestCheckTimeout:
         the parameter."""
         with pytest.raises(InvalidArgumentError, match="acquire_timeout"):
             check_timeout(timeout, "acquire_timeout")
+
+
+class TestCheckLease:
+    @given(
+        st.one_of(
+            st.integers(min_value=1, max_value=10**9),
+            st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False),
+        )
+    )
+    def test_positive_numbers_become_floats(self, lease: float) -> None:
+        """More than zero seconds (int or float) is returned as a float."""
+        value = check_lease(lease)
+        assert isinstance(value, float)
+        assert value == lease
+
+    def test_none_means_the_default(self) -> None:
+        """None passes through: the caller uses its default lease."""
+        assert check_lease(None) is None
+
+    @pytest.mark.parametrize(
+        "lease", [0, 0.0, -0.0, -1, -0.001, math.nan, -math.inf, True, False, "1", [1]], ids=repr
+    )
+    def test_one_rule_one_message(self, lease: Any) -> None:
+        """Zero, negative, NaN and non-numbers all get the same message: a lease must be more
+        than zero seconds; the message names the parameter and the value."""
+        with pytest.raises(InvalidArgumentError) as caught:
+            check_lease(lease, "default_hold_timeout")
+        message = str(caught.value)
+        assert message.startswith("default_hold_timeout must be more than zero seconds")
+        assert repr(lease) in message
 
 
 class NoOffset(tzinfo):
