@@ -12,6 +12,7 @@ from sqlresults.database import Database
 from sqlresults.errors import (
     ConfigurationError,
     DamagedDatabaseError,
+    EventLoopBlockingError,
     IntegrityError,
     InvalidArgumentError,
     InvalidEnvelopeError,
@@ -45,9 +46,11 @@ from sqlresults.serializers import (
 )
 from sqlresults.settings import Settings, get_settings
 from sqlresults.transactions import (
+    AsyncTransaction,
     CommitMode,
     Transaction,
     TransactionState,
+    atransaction,
     get_transaction,
     transaction,
 )
@@ -58,6 +61,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree w
     __version__ = "0.0.0"
 
 __all__ = [
+    "AsyncTransaction",
     "CommitMode",
     "CompressedJSONSerializer",
     "CompressedPickleSerializer",
@@ -65,6 +69,7 @@ __all__ = [
     "ConfigurationError",
     "DamagedDatabaseError",
     "Database",
+    "EventLoopBlockingError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidEnvelopeError",
@@ -98,6 +103,7 @@ __all__ = [
     "TransactionState",
     "UnknownSerializerError",
     "__version__",
+    "atransaction",
     "get_result_store",
     "get_settings",
     "get_transaction",

@@ -18,8 +18,9 @@ dict::
     │   ├── LockNotHeldError         (ValueError)    release by someone not holding it
     │   │   └── LeaseLostError                       commit after the lease ran out and
     │   │                                            the lock was taken or swept
-    │   └── LockTimeoutError         (TimeoutError)  a lock wait ran out
-    │       └── SelfDeadlockError                    would wait on its own ancestor's lock
+    │   ├── LockTimeoutError         (TimeoutError)  a lock wait ran out
+    │   │   └── SelfDeadlockError                    would wait on its own ancestor's lock
+    │   └── EventLoopBlockingError   (RuntimeError)  a sync lock wait would block the loop
     ├── StorageError
     │   ├── SchemaOutOfDateError                     run ``sqlresults migrate``
     │   └── StorageUnavailableError  (OSError)       database unreachable or unwritable
@@ -37,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "DamagedDatabaseError",
+    "EventLoopBlockingError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidEnvelopeError",
@@ -183,6 +185,15 @@ class SelfDeadlockError(LockTimeoutError):
     """A nested transaction would wait for a lock that one of its own ancestors holds.
 
     Prefect hangs forever here (PrefectHQ/prefect#18600); sqlresults raises instead.
+    """
+
+
+class EventLoopBlockingError(LockError, RuntimeError):
+    """A synchronous transaction would wait for a lock in a thread that runs an event loop.
+
+    The wait would block the loop, and with it every coroutine that could release the lock
+    (two coroutines using ``transaction()`` on one key would hang forever). Use
+    ``async with atransaction(...)`` in async code.
     """
 
 

@@ -24,6 +24,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from sqlresults.errors import (
     LeaseLostError,
     LockError,
     LockHeldByOtherError,
+    LockTimeoutError,
     RecordNotFoundError,
     SerializationError,
     UnknownSerializerError,
@@ -56,6 +58,7 @@ from sqlresults.validation import (
     check_lease,
     check_namespace,
     check_prefix,
+    check_timeout,
     to_expiration,
 )
 
@@ -227,7 +230,12 @@ class ResultStore:
     # -- read ------------------------------------------------------------------------------
 
     def read(
-        self, key: str, holder: str | None = None, *, include_expired: bool = False
+        self,
+        key: str,
+        holder: str | None = None,
+        *,
+        include_expired: bool = False,
+        lock_timeout: float | None = None,
     ) -> ResultRecord[Any]:
         """Read the record stored under ``key``.
 
@@ -240,18 +248,23 @@ class ResultStore:
             holder: The caller's lock holder id; a holder never waits for its own lock. Default:
                 :meth:`generate_default_holder`.
             include_expired: Return an expired record instead of raising.
+            lock_timeout: Seconds to wait for another holder's lock on the key; None (default)
+                waits as long as it takes, like Prefect; 0 does not wait.
 
         Returns:
             The record, marked persisted.
 
         Raises:
             RecordNotFoundError: No record, or only an expired one (a ``KeyError``).
+            LockTimeoutError: Another holder kept the key locked for ``lock_timeout`` seconds.
             IntegrityError: The payload fails its checksum, or its signature when
                 ``SQLRESULTS_SIGNING_KEY`` is set; it is not deserialized.
             SerializationError: The payload cannot be deserialized.
             StorageUnavailableError: The database cannot be reached.
         """
         check_key(key)
+        timeout = check_timeout(lock_timeout, "lock_timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
         database = self.result_storage
         while True:
             cached = self.cache.get(key) if self.cache_result_in_memory else None
@@ -264,7 +277,12 @@ class ResultStore:
             row = database.fetchone(queries.record_read, params)
             assert row is not None  # the statement always returns exactly one row
             if self._must_wait_for_lock(key, row[7], holder):
-                self.lock_manager.wait_for_lock(key)
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self.lock_manager.wait_for_lock(key, remaining):
+                    raise LockTimeoutError(
+                        f"Result record {key!r} is locked by another holder (a computation is in "
+                        f"progress) and was not released within {timeout:g} s."
+                    )
                 continue
             break
         payload, spec, checksum, signature, expires, version, expired, _ = row
@@ -302,11 +320,18 @@ class ResultStore:
         return record
 
     async def aread(
-        self, key: str, holder: str | None = None, *, include_expired: bool = False
+        self,
+        key: str,
+        holder: str | None = None,
+        *,
+        include_expired: bool = False,
+        lock_timeout: float | None = None,
     ) -> ResultRecord[Any]:
-        """Async form of :meth:`read`."""
+        """Async form of :meth:`read`; waiting for a lock does not block the event loop."""
         holder = holder or self.generate_default_holder()
-        return await asyncio.to_thread(self.read, key, holder, include_expired=include_expired)
+        return await asyncio.to_thread(
+            self.read, key, holder, include_expired=include_expired, lock_timeout=lock_timeout
+        )
 
     def _must_wait_for_lock(self, key: str, lock_holder: str | None, holder: str | None) -> bool:
         """Whether a reader must wait: someone other than ``holder`` has the key locked.

@@ -11,6 +11,10 @@ A transaction on a key decides whether a result must be computed::
             txn.stage(value)
     # commit writes the record and releases the lock in ONE database transaction
 
+In async code, ``async with atransaction(...) as txn`` (an :class:`AsyncTransaction`) does the
+same without ever blocking the event loop: lock waits, reads and writes run off the loop, async
+hooks are awaited and sync hooks run in a worker thread.
+
 Semantics follow Prefect 3 (reference §4; states, nesting, hooks, commit modes, ``get``/``set``),
 with these fixes:
 
@@ -23,9 +27,19 @@ with these fixes:
   lock for a miss), so hits cost no write;
 - commit writes the staged record and releases the lock in one database transaction; a lock is
   released at most once, so an EAGER child can no longer roll back its parent by releasing twice;
+- a commit whose lease was lost (its lock taken by another holder or swept) writes nothing and
+  raises :class:`~sqlresults.errors.LeaseLostError` after rolling back;
 - a nested transaction that would wait for a lock its own ancestor holds raises
-  :class:`~sqlresults.errors.SelfDeadlockError` instead of hanging;
+  :class:`~sqlresults.errors.SelfDeadlockError` instead of hanging, and a sync transaction whose
+  lock wait would block a running event loop raises
+  :class:`~sqlresults.errors.EventLoopBlockingError` instead of hanging it;
 - transactions compare by identity.
+
+How one body serves both. Begin, commit, rollback and reset are written once, as generators
+("plans") that yield an *effect* wherever they touch the database, a hook or another
+transaction. :func:`_run_plan` carries the effects out synchronously for :class:`Transaction`;
+:func:`_arun_plan` awaits them for :class:`AsyncTransaction`. An effect's failure is thrown back
+into the plan, whose ``try``/``except`` decide, exactly as in straight-line code.
 """
 
 from __future__ import annotations
@@ -35,24 +49,24 @@ import copy
 import enum
 import inspect
 import logging
-import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn, Self, TypeVar
 
 from sqlresults.errors import (
     ConfigurationError,
+    EventLoopBlockingError,
     LeaseLostError,
     LockError,
     LockTimeoutError,
     SelfDeadlockError,
     SerializationError,
 )
+from sqlresults.leases import Lease
 from sqlresults.locking import IsolationLevel
 from sqlresults.records import ResultRecord
 from sqlresults.results import ResultStore, get_result_store
@@ -60,16 +74,20 @@ from sqlresults.settings import get_settings
 from sqlresults.validation import check_lease, check_timeout
 
 __all__ = [
+    "AsyncTransaction",
+    "BaseTransaction",
     "CommitMode",
     "IsolationLevel",
     "Transaction",
     "TransactionState",
+    "atransaction",
     "get_transaction",
     "transaction",
 ]
 
 _NOT_SET: Any = object()
 _default_logger = logging.getLogger("sqlresults.transactions")
+T = TypeVar("T")
 
 
 class CommitMode(enum.Enum):
@@ -94,21 +112,22 @@ class TransactionState(enum.Enum):
     ROLLED_BACK = "ROLLED_BACK"
 
 
-Hook = Callable[["Transaction"], Any]
+Hook = Callable[["BaseTransaction"], Any]
 
 _UNFINISHED = (TransactionState.ACTIVE, TransactionState.STAGED)
+_FINISHED = (TransactionState.COMMITTED, TransactionState.ROLLED_BACK)
 
-_current: ContextVar[Transaction | None] = ContextVar("sqlresults_transaction", default=None)
+_current: ContextVar[BaseTransaction | None] = ContextVar("sqlresults_transaction", default=None)
 
 
-def get_transaction() -> Transaction | None:
-    """Return the innermost open transaction of this context, or None."""
+def get_transaction() -> BaseTransaction | None:
+    """Return the innermost open transaction of this context (sync or async), or None."""
     return _current.get()
 
 
-class Transaction:
-    """A unit of work on one result key. Use it as a context manager (or via
-    :func:`transaction`).
+class BaseTransaction:
+    """What sync and async transactions share: state, nesting, values, hooks and the plans
+    their begin, commit, rollback and reset carry out.
 
     Args:
         key: The result key; without one (or without a store) nothing is read, locked or written.
@@ -127,6 +146,8 @@ class Transaction:
             state). Entering makes any state ACTIVE, as in Prefect.
 
     Raises:
+        InvalidArgumentError: A negative ``lock_timeout``, or a ``hold_timeout`` that is not
+            more than zero seconds.
         ValueError: ``state`` is not a :class:`TransactionState` or the name of one.
     """
 
@@ -154,20 +175,21 @@ class Transaction:
         self.lock_timeout = check_timeout(lock_timeout, "lock_timeout")
         self.hold_timeout = check_lease(hold_timeout)
         self.state = TransactionState(state)
-        self.children: list[Transaction] = []
+        self.children: list[BaseTransaction] = []
         self.on_commit_hooks: list[Hook] = []
         self.on_rollback_hooks: list[Hook] = []
         self._stored_values: dict[str, Any] = {}
         self._staged_value: Any = None
         self._holder = str(uuid.uuid4())
-        self._token: Token[Transaction | None] | None = None
-        self._parent: Transaction | None = None
-        self._lease: _Lease | None = None
+        self._token: Token[BaseTransaction | None] | None = None
+        self._parent: BaseTransaction | None = None
+        self._lease: Lease | None = None
 
     def __repr__(self) -> str:
+        level = self.isolation_level.name if self.isolation_level else None
         return (
-            f"Transaction(key={self.key!r}, state={self.state.name}, "
-            f"isolation_level={self.isolation_level.name if self.isolation_level else None})"
+            f"{type(self).__name__}(key={self.key!r}, state={self.state.name}, "
+            f"isolation_level={level})"
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -218,19 +240,35 @@ class Transaction:
             return default
         raise ValueError(f"Could not retrieve value for unknown key: {name}")
 
-    def get_parent(self) -> Transaction | None:
+    def get_parent(self) -> BaseTransaction | None:
         """The enclosing transaction (while open), else the current one of this context."""
         if self._token is not None:
             return self._parent
         return get_transaction()
 
-    def add_child(self, child: Transaction) -> None:
+    def add_child(self, child: BaseTransaction) -> None:
         """Adopt ``child``: it commits and rolls back with this transaction."""
         self.children.append(child)
 
-    # -- life cycle ------------------------------------------------------------------------
+    def stage(
+        self,
+        value: Any,
+        on_rollback_hooks: list[Hook] | None = None,
+        on_commit_hooks: list[Hook] | None = None,
+    ) -> None:
+        """Stage ``value`` (and hooks) for commit; ignored if the transaction is committed
+        already (the key was found written at begin)."""
+        if self.state is TransactionState.COMMITTED:
+            return
+        self._staged_value = value
+        self.on_rollback_hooks.extend(on_rollback_hooks or [])
+        self.on_commit_hooks.extend(on_commit_hooks or [])
+        self.state = TransactionState.STAGED
 
-    def __enter__(self) -> Transaction:
+    # -- entering --------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Settle the inherited modes and check the configuration, before begin."""
         if self._token is not None:
             raise RuntimeError("Context already entered. Context enter calls cannot be nested.")
         parent = get_transaction()
@@ -252,45 +290,27 @@ class Transaction:
             )
         self._parent = parent
         self.state = TransactionState.ACTIVE
-        self.begin()
-        self._token = _current.set(self)
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _entered(self) -> None:
+        self._token = _current.set(self)
+
+    def _check_entered(self) -> None:
         if self._token is None:
             raise RuntimeError("Transaction exited without being entered.")
-        try:
-            if exc is not None:
-                self.rollback()
-                return
-            if self.commit_mode is CommitMode.EAGER:
-                self.commit()
-            if self._parent is not None:
-                return  # the parent commits or rolls back this one
-            if self.commit_mode is CommitMode.OFF:
-                self.rollback()
-            elif self.commit_mode is CommitMode.LAZY:
-                self.commit()
-        finally:
-            # Also when a commit raises (LeaseLostError): the context must be restored.
-            self.reset()
 
-    def begin(self) -> None:
+    # -- plans -----------------------------------------------------------------------------
+    #
+    # Each plan is the straight-line logic of one step of a transaction's life; it yields an
+    # effect wherever it needs the database, a hook or another transaction (see the module
+    # docstring), and gets the effect's outcome (or its exception) back.
+
+    def _begin_plan(self) -> Plan[None]:
         """See whether the key is already written; if not, take its lock under SERIALIZABLE and
         look again.
 
         The second check comes after the lock, so of several transactions racing on a key, the
         first computes and the others find its record. A key found written at once needs no
         lock: the transaction is committed from the start and will write nothing.
-
-        Raises:
-            SelfDeadlockError: An ancestor of this transaction holds the lock on the same key.
-            LockTimeoutError: ``lock_timeout`` ran out before the lock was free.
         """
         store, key = self.store, self.key
         if store is None or key is None:
@@ -298,27 +318,125 @@ class Transaction:
         serializable = self.isolation_level is IsolationLevel.SERIALIZABLE
         if serializable:
             self._refuse_self_deadlock(store, key)
-        if not self.overwrite and store.exists(key):
+        if not self.overwrite and (yield _Exists(store, key)):
             # Written already: nothing will be computed or written, so no lock is needed.
-            # (Double-checked: a miss is checked again below, under the lock.)
             self.state = TransactionState.COMMITTED
             return
-        if serializable:
-            lease = self.hold_timeout
-            if lease is None:
-                lease = getattr(store.lock_manager, "default_hold_timeout", None)
-            if lease is None:
-                lease = get_settings().lock_hold_timeout
-            if not store.acquire_lock(
-                key, holder=self._holder, timeout=self.lock_timeout, hold_timeout=lease
-            ):
-                raise LockTimeoutError(
-                    f"Could not acquire the lock on key {key!r} within {self.lock_timeout:g} s: "
-                    "another transaction holds it."
-                )
-            self._lease = _Lease(store, key, self._holder, lease, self.logger)
-            if not self.overwrite and store.exists(key):
-                self.state = TransactionState.COMMITTED
+        if not serializable:
+            return
+        seconds = self._lease_seconds(store)
+        if not (yield _AcquireLock(self, store, key, seconds)):
+            raise LockTimeoutError(
+                f"Could not acquire the lock on key {key!r} within {self.lock_timeout:g} s: "
+                "another transaction holds it."
+            )
+        self._lease = Lease(store, key, self._holder, seconds, self.logger)
+        if not self.overwrite and (yield _Exists(store, key)):
+            self.state = TransactionState.COMMITTED
+
+    def _commit_plan(self) -> Plan[bool]:
+        """Commit children, run the commit hooks, then write the staged value (releasing the
+        lock in the same database transaction under SERIALIZABLE)."""
+        if self.state in _FINISHED:
+            yield _ReleaseLock(self)
+            return False
+        try:
+            for child in self.children:
+                yield _Commit(child)
+            for hook in self.on_commit_hooks:
+                yield _RunHook(self, hook, "commit")
+            if self.store is not None and self.key is not None and self.write_on_commit:
+                yield _WriteStagedValue(self, self.store, self.key)
+            self.state = TransactionState.COMMITTED
+            yield _ReleaseLock(self)
+            return True
+        except LeaseLostError:
+            yield from self._rollback_plan()
+            raise
+        except SerializationError as exc:
+            self.logger.warning(
+                "Encountered an error while serializing result for transaction %r: %s. Code "
+                "execution will continue, but the transaction will not be committed.",
+                self.key,
+                exc,
+            )
+            yield from self._rollback_plan()
+            return False
+        except Exception:
+            self.logger.exception(
+                "An error was encountered while committing transaction %r", self.key
+            )
+            yield from self._rollback_plan()
+            return False
+
+    def _rollback_plan(self) -> Plan[bool]:
+        """Run the rollback hooks (newest first) and roll back the children; release the
+        lock whatever happens."""
+        if self.state in _FINISHED:
+            return False
+        try:
+            for hook in reversed(self.on_rollback_hooks):
+                yield _RunHook(self, hook, "rollback")
+            self.state = TransactionState.ROLLED_BACK
+            for child in reversed(self.children):
+                yield _RollBack(child)
+            return True
+        except Exception:
+            self.logger.exception(
+                "An error was encountered while rolling back transaction %r", self.key
+            )
+            return False
+        finally:
+            yield _ReleaseLock(self)
+
+    def _reset_plan(self) -> Plan[None]:
+        """Leave the context: hand this transaction to its parent and restore the parent as
+        current; a rolled-back transaction rolls its parent back."""
+        parent = self._parent
+        if parent is not None:
+            parent.add_child(self)
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if parent is None:
+            return
+        if self.state is TransactionState.ROLLED_BACK:
+            yield _RollBack(parent)
+        elif parent.state is TransactionState.ROLLED_BACK:
+            # Opened after its parent rolled back: nobody will roll it back later, and under
+            # SERIALIZABLE its lease would be renewed for as long as the process lives.
+            yield from self._rollback_plan()
+        elif parent.state is TransactionState.COMMITTED and self.state in _UNFINISHED:
+            # Opened after its parent committed (or under a parent that found its key written):
+            # the parent's commit is over, so this one commits now or never.
+            yield from self._commit_plan()
+
+    def _exit_plan(self, exc: BaseException | None) -> Plan[None]:
+        try:
+            if exc is not None:
+                yield from self._rollback_plan()
+                return
+            if self.commit_mode is CommitMode.EAGER:
+                yield from self._commit_plan()
+            if self._parent is not None:
+                return  # the parent commits or rolls back this one
+            if self.commit_mode is CommitMode.OFF:
+                yield from self._rollback_plan()
+            elif self.commit_mode is CommitMode.LAZY:
+                yield from self._commit_plan()
+        finally:
+            # Also when a commit raises (LeaseLostError): the context must be restored.
+            yield from self._reset_plan()
+
+    # -- helpers of the plans --------------------------------------------------------------
+
+    def _lease_seconds(self, store: ResultStore) -> float:
+        lease = self.hold_timeout
+        if lease is None:
+            lease = getattr(store.lock_manager, "default_hold_timeout", None)
+        if lease is None:
+            lease = get_settings().lock_hold_timeout
+        return float(lease)
 
     def _refuse_self_deadlock(self, store: ResultStore, key: str) -> None:
         """Raise if this transaction's own family holds the key's lock: an ancestor, or a LAZY
@@ -337,84 +455,10 @@ class Transaction:
                     )
             ancestor = ancestor.get_parent()
 
-    def _with_descendants(self) -> Iterator[Transaction]:
+    def _with_descendants(self) -> Iterator[BaseTransaction]:
         yield self
         for child in self.children:
             yield from child._with_descendants()
-
-    def read(self) -> ResultRecord[Any] | None:
-        """Read the key's record as this transaction's holder (never waiting on its own lock).
-
-        Returns None when the transaction has no store or key.
-        """
-        if self.store is None or self.key is None:
-            return None
-        return self.store.read(self.key, holder=self._holder)
-
-    def stage(
-        self,
-        value: Any,
-        on_rollback_hooks: list[Hook] | None = None,
-        on_commit_hooks: list[Hook] | None = None,
-    ) -> None:
-        """Stage ``value`` (and hooks) for commit; ignored if the transaction is committed
-        already (the key was found written at begin)."""
-        if self.state is TransactionState.COMMITTED:
-            return
-        self._staged_value = value
-        self.on_rollback_hooks.extend(on_rollback_hooks or [])
-        self.on_commit_hooks.extend(on_commit_hooks or [])
-        self.state = TransactionState.STAGED
-
-    def commit(self) -> bool:
-        """Commit children, run the commit hooks, then write the staged value (releasing the
-        lock in the same database transaction under SERIALIZABLE).
-
-        Committing without staging writes None, as Prefect does. A failure (a child's, a hook's,
-        or the write's) is logged and rolls the transaction back.
-
-        Returns:
-            True if this call committed; False if it was committed or rolled back before, or
-            the commit failed.
-
-        Raises:
-            LeaseLostError: This transaction's (or a child's) lease ran out and its lock was
-                taken or swept before the commit: nothing is written, the transaction rolls
-                back (its rollback hooks run), and the error propagates — unlike other commit
-                failures, which Prefect only logs — because the caller's result was not kept
-                and the record under the key is someone else's newer work.
-        """
-        if self.state in (TransactionState.COMMITTED, TransactionState.ROLLED_BACK):
-            self._release_lock()
-            return False
-        try:
-            for child in self.children:
-                child.commit()
-            for hook in self.on_commit_hooks:
-                self._run_hook(hook, "commit")
-            if self.store is not None and self.key is not None and self.write_on_commit:
-                self._write_staged_value(self.store, self.key)
-            self.state = TransactionState.COMMITTED
-            self._release_lock()
-            return True
-        except LeaseLostError:
-            self.rollback()
-            raise
-        except SerializationError as exc:
-            self.logger.warning(
-                "Encountered an error while serializing result for transaction %r: %s. Code "
-                "execution will continue, but the transaction will not be committed.",
-                self.key,
-                exc,
-            )
-            self.rollback()
-            return False
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while committing transaction %r", self.key
-            )
-            self.rollback()
-            return False
 
     def _write_staged_value(self, store: ResultStore, key: str) -> None:
         staged = self._staged_value
@@ -436,54 +480,6 @@ class Transaction:
                 self._lease = lease.restart()
             raise
 
-    def rollback(self) -> bool:
-        """Run the rollback hooks (newest first) and roll back the children.
-
-        A committed transaction never rolls back.
-
-        Returns:
-            True if this call rolled back; False if it was committed or rolled back before, or
-            a hook failed.
-        """
-        if self.state in (TransactionState.COMMITTED, TransactionState.ROLLED_BACK):
-            return False
-        try:
-            for hook in reversed(self.on_rollback_hooks):
-                self._run_hook(hook, "rollback")
-            self.state = TransactionState.ROLLED_BACK
-            for child in reversed(self.children):
-                child.rollback()
-            return True
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while rolling back transaction %r", self.key
-            )
-            return False
-        finally:
-            self._release_lock()
-
-    def reset(self) -> None:
-        """Leave the context: hand this transaction to its parent and restore the parent as
-        current; a rolled-back transaction rolls its parent back."""
-        parent = self._parent
-        if parent is not None:
-            parent.add_child(self)
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
-        if parent is None:
-            return
-        if self.state is TransactionState.ROLLED_BACK:
-            parent.rollback()
-        elif parent.state is TransactionState.ROLLED_BACK:
-            # Opened after its parent rolled back: nobody will roll it back later, and under
-            # SERIALIZABLE its lease would be renewed for as long as the process lives.
-            self.rollback()
-        elif parent.state is TransactionState.COMMITTED and self.state in _UNFINISHED:
-            # Opened after its parent committed (or under a parent that found its key written):
-            # the parent's commit is over, so this one commits now or never.
-            self.commit()
-
     def _release_lock(self) -> None:
         """Release the lock if this transaction still holds it; never twice."""
         lease, self._lease = self._lease, None
@@ -496,136 +492,364 @@ class Transaction:
             # Our lease ran out and another holder took the key: theirs now; leave it be.
             self.logger.warning("Lock on key %r was lost before release: %s", lease.key, exc)
 
-    def _run_hook(self, hook: Hook, kind: str) -> None:
+    def _log_hook(self, hook: Hook, kind: str, done: bool) -> None:
+        if not getattr(hook, "log_on_run", True):
+            return
         name = getattr(hook, "__name__", repr(hook))
-        log = getattr(hook, "log_on_run", True)
-        if log:
-            self.logger.info("Running %s hook %r", kind, name)
-        outcome = hook(self)
-        if inspect.isawaitable(outcome):
-            _run_coroutine(outcome)
-        if log:
+        if done:
             self.logger.info("%s hook %r finished running successfully", kind.capitalize(), name)
+        else:
+            self.logger.info("Running %s hook %r", kind, name)
 
 
-class _Lease:
-    """A SERIALIZABLE transaction's hold on its key's lock, renewed by :data:`_KEEPER` every
-    third of the lease until stopped. A process that dies stops renewing, and its key frees
-    within one lease."""
+class Transaction(BaseTransaction):
+    """A unit of work on one result key. Use it as a context manager (or via
+    :func:`transaction`); arguments as for :class:`BaseTransaction`.
 
-    def __init__(
-        self,
-        store: ResultStore,
-        key: str,
-        holder: str,
-        seconds: float,
-        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-    ) -> None:
-        self.store = store
-        self.key = key
-        self.holder = holder
-        self.seconds = seconds
-        self._logger = logger
-        self.stopped = False
-        _KEEPER.add(self)
-
-    def renew(self) -> bool:
-        """Extend the lease; return whether to keep renewing it."""
-        if self.stopped:
-            return False
-        try:
-            renewed = self.store.renew_lock(self.key, self.holder, hold_timeout=self.seconds)
-        except Exception:
-            # A passing outage: try again at the next renewal, within the lease.
-            self._logger.warning("Could not renew the lock on key %r", self.key, exc_info=True)
-            return True
-        if not renewed and not self.stopped:
-            self._logger.warning(
-                "The lock on key %r was lost: its lease ran out and another holder took it (or "
-                "it was swept). The transaction's commit will raise LeaseLostError and write "
-                "nothing.",
-                self.key,
-            )
-        return renewed
-
-    def covers(self, store: ResultStore, key: str) -> bool:
-        """Whether this lease is the lock ``store`` would need for ``key``: same key, same
-        namespace, same database (however the two stores were configured)."""
-        return (
-            self.key == key
-            and self.store.namespace == store.namespace
-            and self.store.result_storage.is_same_database(store.result_storage)
-        )
-
-    def stop(self) -> None:
-        """Stop renewing (the lock itself is released, or kept, by the caller)."""
-        self.stopped = True
-        _KEEPER.remove(self)
-
-    def restart(self) -> _Lease:
-        """A new lease on the same lock, renewed from now on."""
-        return _Lease(self.store, self.key, self.holder, self.seconds, self._logger)
-
-
-class _LeaseKeeper:
-    """Renews every open lease of this process from one daemon thread.
-
-    One thread for all transactions, not one each: starting a thread costs more than a whole
-    transaction on SQLite (about 300 µs against 100 µs).
+    In a thread that runs an event loop, a lock wait would block the loop (and every coroutine
+    that could release the lock): such a transaction raises
+    :class:`~sqlresults.errors.EventLoopBlockingError` instead of waiting. Use
+    :class:`AsyncTransaction` there.
     """
 
-    def __init__(self) -> None:
-        self._next_renewal: dict[_Lease, float] = {}
-        self._changed = threading.Condition()
-        self._pid: int | None = None
+    def __enter__(self) -> Self:
+        self._prepare()
+        self.begin()
+        self._entered()
+        return self
 
-    def add(self, lease: _Lease) -> None:
-        with self._changed:
-            if self._pid != os.getpid():
-                # First lease of this process, or of a forked child: the parent's thread does
-                # not exist here, and the parent's leases are the parent's to renew.
-                self._next_renewal.clear()
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="sqlresults-leases", daemon=True).start()
-            self._next_renewal[lease] = time.monotonic() + lease.seconds / 3
-            self._changed.notify()
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._check_entered()
+        _run_plan(self._exit_plan(exc))
 
-    def remove(self, lease: _Lease) -> None:
-        with self._changed:
-            self._next_renewal.pop(lease, None)
+    def begin(self) -> None:
+        """See whether the key is already written; if not, take its lock under SERIALIZABLE
+        and look again (see :meth:`BaseTransaction._begin_plan`).
 
-    def _run(self) -> None:
+        Raises:
+            SelfDeadlockError: An ancestor of this transaction holds the lock on the same key.
+            LockTimeoutError: ``lock_timeout`` ran out before the lock was free.
+            EventLoopBlockingError: The lock is held and waiting for it would block the event
+                loop running in this thread.
+        """
+        _run_plan(self._begin_plan())
+
+    def read(self) -> ResultRecord[Any] | None:
+        """Read the key's record as this transaction's holder (never waiting on its own lock).
+
+        Returns:
+            The record, or None when the transaction has no store or key.
+
+        Raises:
+            RecordNotFoundError: The key has no record (yet).
+            EventLoopBlockingError: Another holder has the key locked and waiting would block
+                the event loop running in this thread.
+        """
+        if self.store is None or self.key is None:
+            return None
+        if not _in_event_loop():
+            return self.store.read(self.key, holder=self._holder)
+        try:
+            return self.store.read(self.key, holder=self._holder, lock_timeout=0)
+        except LockTimeoutError as exc:
+            raise _blocking_error(self, self.key, "read its record") from exc
+
+    def commit(self) -> bool:
+        """Commit children, run the commit hooks, then write the staged value (releasing the
+        lock in the same database transaction under SERIALIZABLE).
+
+        Committing without staging writes None, as Prefect does. A failure (a child's, a hook's,
+        or the write's) is logged and rolls the transaction back.
+
+        Returns:
+            True if this call committed; False if it was committed or rolled back before, or
+            the commit failed.
+
+        Raises:
+            LeaseLostError: This transaction's (or a child's) lease ran out and its lock was
+                taken or swept before the commit: nothing is written, the transaction rolls
+                back (its rollback hooks run), and the error propagates — unlike other commit
+                failures, which Prefect only logs — because the caller's result was not kept
+                and the record under the key is someone else's newer work.
+        """
+        return _run_plan(self._commit_plan())
+
+    def rollback(self) -> bool:
+        """Run the rollback hooks (newest first) and roll back the children.
+
+        A committed transaction never rolls back.
+
+        Returns:
+            True if this call rolled back; False if it was committed or rolled back before, or
+            a hook failed.
+        """
+        return _run_plan(self._rollback_plan())
+
+    def reset(self) -> None:
+        """Leave the context: hand this transaction to its parent and restore the parent as
+        current; a rolled-back transaction rolls its parent back."""
+        _run_plan(self._reset_plan())
+
+
+class AsyncTransaction(BaseTransaction):
+    """A transaction for async code: ``async with``, or :func:`atransaction`; arguments as
+    for :class:`BaseTransaction`.
+
+    Prefect's ``AsyncTransaction``, whose lock waits never block the event loop: the lock is
+    awaited (polling off the loop), reads and writes run in worker threads, async hooks are
+    awaited and sync hooks run in a worker thread. Children may be sync or async transactions.
+    """
+
+    async def __aenter__(self) -> Self:
+        self._prepare()
+        await self.begin()
+        self._entered()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._check_entered()
+        await _arun_plan(self._exit_plan(exc))
+
+    def __enter__(self) -> NoReturn:
+        raise NotImplementedError(
+            "AsyncTransaction does not support the `with` statement. Use the `async with` "
+            "statement instead."
+        )
+
+    def __exit__(self, *exc_info: object) -> NoReturn:
+        raise NotImplementedError(
+            "AsyncTransaction does not support the `with` statement. Use the `async with` "
+            "statement instead."
+        )
+
+    async def begin(self) -> None:
+        """Async form of :meth:`Transaction.begin`: waits for the lock without blocking the
+        event loop."""
+        await _arun_plan(self._begin_plan())
+
+    async def read(self) -> ResultRecord[Any] | None:
+        """Async form of :meth:`Transaction.read`."""
+        if self.store is None or self.key is None:
+            return None
+        return await self.store.aread(self.key, holder=self._holder)
+
+    async def commit(self) -> bool:
+        """Async form of :meth:`Transaction.commit`."""
+        return await _arun_plan(self._commit_plan())
+
+    async def rollback(self) -> bool:
+        """Async form of :meth:`Transaction.rollback`."""
+        return await _arun_plan(self._rollback_plan())
+
+    async def reset(self) -> None:
+        """Async form of :meth:`Transaction.reset`."""
+        await _arun_plan(self._reset_plan())
+
+
+# -- effects and the two ways of carrying them out ------------------------------------------
+
+
+class _Effect:
+    """Something a plan needs done: :meth:`run` does it synchronously, :meth:`arun` without
+    blocking the event loop."""
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    async def arun(self) -> Any:
+        raise NotImplementedError
+
+
+Plan = Generator[_Effect, Any, T]
+
+
+class _Exists(_Effect):
+    def __init__(self, store: ResultStore, key: str) -> None:
+        self.store, self.key = store, key
+
+    def run(self) -> bool:
+        return self.store.exists(self.key)
+
+    async def arun(self) -> bool:
+        return await self.store.aexists(self.key)
+
+
+class _AcquireLock(_Effect):
+    def __init__(
+        self, txn: BaseTransaction, store: ResultStore, key: str, hold_timeout: float
+    ) -> None:
+        self.txn, self.store, self.key, self.hold_timeout = txn, store, key, hold_timeout
+
+    def run(self) -> bool:
+        txn, store, key = self.txn, self.store, self.key
+        if not _in_event_loop():
+            return store.acquire_lock(
+                key, txn.holder, timeout=txn.lock_timeout, hold_timeout=self.hold_timeout
+            )
+        # Waiting here would block the loop, and with it any coroutine that would release the
+        # lock: try once, and refuse to wait.
+        if store.acquire_lock(key, txn.holder, timeout=0, hold_timeout=self.hold_timeout):
+            return True
+        if txn.lock_timeout == 0:
+            return False
+        raise _blocking_error(txn, key, "take its lock")
+
+    async def arun(self) -> bool:
+        txn = self.txn
+        return await self.store.aacquire_lock(
+            self.key, txn.holder, timeout=txn.lock_timeout, hold_timeout=self.hold_timeout
+        )
+
+
+class _WriteStagedValue(_Effect):
+    def __init__(self, txn: BaseTransaction, store: ResultStore, key: str) -> None:
+        self.txn, self.store, self.key = txn, store, key
+
+    def run(self) -> None:
+        self.txn._write_staged_value(self.store, self.key)
+
+    async def arun(self) -> None:
+        await asyncio.to_thread(self.run)
+
+
+class _ReleaseLock(_Effect):
+    def __init__(self, txn: BaseTransaction) -> None:
+        self.txn = txn
+
+    def run(self) -> None:
+        self.txn._release_lock()
+
+    async def arun(self) -> None:
+        if self.txn._lease is not None:
+            await asyncio.to_thread(self.run)
+
+
+class _RunHook(_Effect):
+    """A commit or rollback hook: ``hook(txn)``; a failure propagates into the plan."""
+
+    def __init__(self, txn: BaseTransaction, hook: Hook, kind: str) -> None:
+        self.txn, self.hook, self.kind = txn, hook, kind
+
+    def run(self) -> None:
+        self.txn._log_hook(self.hook, self.kind, done=False)
+        outcome = self.hook(self.txn)
+        if inspect.isawaitable(outcome):
+            _run_coroutine(outcome)
+        self.txn._log_hook(self.hook, self.kind, done=True)
+
+    async def arun(self) -> None:
+        self.txn._log_hook(self.hook, self.kind, done=False)
+        if inspect.iscoroutinefunction(self.hook):
+            await self.hook(self.txn)
+        else:
+            # A sync hook may block (it is user code): keep it off the loop, as Prefect does.
+            outcome = await asyncio.to_thread(self.hook, self.txn)
+            if inspect.isawaitable(outcome):
+                await outcome
+        self.txn._log_hook(self.hook, self.kind, done=True)
+
+
+class _Commit(_Effect):
+    """Commit another transaction (a child) of either kind."""
+
+    def __init__(self, txn: BaseTransaction) -> None:
+        self.txn = txn
+
+    def run(self) -> Any:
+        return _settle(self.txn.commit())  # type: ignore[attr-defined]
+
+    async def arun(self) -> Any:
+        return await _asettle(self.txn.commit())  # type: ignore[attr-defined]
+
+
+class _RollBack(_Effect):
+    """Roll back another transaction (a child, or the parent) of either kind."""
+
+    def __init__(self, txn: BaseTransaction) -> None:
+        self.txn = txn
+
+    def run(self) -> Any:
+        return _settle(self.txn.rollback())  # type: ignore[attr-defined]
+
+    async def arun(self) -> Any:
+        return await _asettle(self.txn.rollback())  # type: ignore[attr-defined]
+
+
+def _run_plan(plan: Plan[T]) -> T:
+    """Carry out ``plan``'s effects synchronously and return its result."""
+    try:
+        effect = next(plan)
         while True:
-            with self._changed:
-                now = time.monotonic()
-                due = [lease for lease, at in self._next_renewal.items() if at <= now]
-                if not due:
-                    soonest = min(self._next_renewal.values(), default=now + 60.0)
-                    self._changed.wait(soonest - now)
-                    continue
-                for lease in due:
-                    self._next_renewal[lease] = now + lease.seconds / 3
-            # Renew outside the condition: adding and stopping leases must not wait on the
-            # database.
-            for lease in due:
-                if not lease.renew():
-                    self.remove(lease)
+            try:
+                outcome = effect.run()
+            except BaseException as exc:  # the plan's own try/except decide
+                effect = plan.throw(exc)
+            else:
+                effect = plan.send(outcome)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
 
 
-_KEEPER = _LeaseKeeper()
+async def _arun_plan(plan: Plan[T]) -> T:
+    """Carry out ``plan``'s effects without blocking the event loop; return its result."""
+    try:
+        effect = next(plan)
+        while True:
+            try:
+                outcome = await effect.arun()
+            except BaseException as exc:  # the plan's own try/except decide
+                effect = plan.throw(exc)
+            else:
+                effect = plan.send(outcome)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+def _settle(outcome: Any) -> Any:
+    """The result of a sync or async transaction's method, called from sync code."""
+    return _run_coroutine(outcome) if inspect.isawaitable(outcome) else outcome
+
+
+async def _asettle(outcome: Any) -> Any:
+    """The result of a sync or async transaction's method, called from async code."""
+    return await outcome if inspect.isawaitable(outcome) else outcome
+
+
+def _in_event_loop() -> bool:
+    """Whether an event loop is running in this thread (so blocking here blocks it)."""
+    # _get_running_loop() returns None outside a loop, where get_running_loop() would raise.
+    return asyncio._get_running_loop() is not None
+
+
+def _blocking_error(txn: BaseTransaction, key: str, what: str) -> EventLoopBlockingError:
+    return EventLoopBlockingError(
+        f"{txn!r} would block the running event loop waiting to {what}: another holder has "
+        f"key {key!r} locked, and while this thread waits no coroutine of its loop (the holder "
+        "may be one) can run. In async code use `async with atransaction(...)`."
+    )
 
 
 def _run_coroutine(awaitable: Any) -> Any:
-    """Run an async hook to completion from synchronous code, in or out of an event loop."""
+    """Run an awaitable to completion from synchronous code, in or out of an event loop."""
 
     async def wrapper() -> Any:
         return await awaitable
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not _in_event_loop():
         return asyncio.run(wrapper())
-    # A loop is running in this thread: run the hook on a fresh loop in a helper thread.
+    # A loop is running in this thread: run it on a fresh loop in a helper thread.
     result: list[Any] = []
     error: list[BaseException] = []
 
@@ -668,6 +892,42 @@ def transaction(
     if key is not None and store is None:
         store = get_result_store()
     with Transaction(
+        key=key,
+        store=store,
+        commit_mode=commit_mode,
+        isolation_level=isolation_level,
+        overwrite=overwrite,
+        write_on_commit=write_on_commit,
+        logger=logger,
+        lock_timeout=lock_timeout,
+        hold_timeout=hold_timeout,
+    ) as txn:
+        yield txn
+
+
+@asynccontextmanager
+async def atransaction(
+    key: str | None = None,
+    store: ResultStore | None = None,
+    commit_mode: CommitMode | None = None,
+    isolation_level: IsolationLevel | None = None,
+    overwrite: bool = False,
+    write_on_commit: bool = True,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    *,
+    lock_timeout: float | None = None,
+    hold_timeout: float | None = None,
+) -> AsyncIterator[AsyncTransaction]:
+    """Open an :class:`AsyncTransaction` for the ``async with`` block (Prefect's
+    ``atransaction``); arguments as for :func:`transaction`. Lock waits never block the event
+    loop.
+
+    Yields:
+        The open transaction.
+    """
+    if key is not None and store is None:
+        store = get_result_store()
+    async with AsyncTransaction(
         key=key,
         store=store,
         commit_mode=commit_mode,

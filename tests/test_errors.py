@@ -8,6 +8,7 @@ import sqlresults.errors as errors_module
 from sqlresults.errors import (
     ConfigurationError,
     DamagedDatabaseError,
+    EventLoopBlockingError,
     IntegrityError,
     InvalidArgumentError,
     InvalidEnvelopeError,
@@ -46,6 +47,7 @@ TREE: list[tuple[type[BaseException], type[BaseException], type[BaseException] |
     (LeaseLostError, LockNotHeldError, ValueError),
     (LockTimeoutError, LockError, TimeoutError),
     (SelfDeadlockError, LockTimeoutError, TimeoutError),
+    (EventLoopBlockingError, LockError, RuntimeError),
     (StorageError, SQLResultsError, None),
     (SchemaOutOfDateError, StorageError, None),
     (StorageUnavailableError, StorageError, OSError),

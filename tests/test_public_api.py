@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"database"},
     {"locking"},
     {"results"},
+    {"leases"},
     {"transactions"},
     {"cache_policies", "futures", "tasks", "flows"},  # the task layer
     {"cli"},

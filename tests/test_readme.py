@@ -48,6 +48,7 @@ class TestTour:
         assert list(team.keys(prefix="raw/")) == ["raw/2026-11-21.json"]  # type: ignore[attr-defined]
         assert namespace["value"] == sum(range(10**7))
         assert not store.is_locked("k")  # type: ignore[attr-defined]
+        assert store.read("async-step").result == "computed"  # type: ignore[attr-defined]
         assert Path("team.db").is_file()
 
 

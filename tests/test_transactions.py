@@ -18,8 +18,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 from conftest import FakeClock
@@ -28,6 +29,7 @@ from threads import JOIN_TIMEOUT, join, run_in_thread
 from sqlresults.database import Database
 from sqlresults.errors import (
     ConfigurationError,
+    EventLoopBlockingError,
     InvalidArgumentError,
     LeaseLostError,
     LockNotHeldError,
@@ -38,10 +40,12 @@ from sqlresults.errors import (
 from sqlresults.locking import SQLLockManager
 from sqlresults.results import ResultStore
 from sqlresults.transactions import (
+    AsyncTransaction,
     CommitMode,
     IsolationLevel,
     Transaction,
     TransactionState,
+    atransaction,
     get_transaction,
     transaction,
 )
@@ -49,6 +53,7 @@ from sqlresults.transactions import (
 SERIALIZABLE = IsolationLevel.SERIALIZABLE
 READ_COMMITTED = IsolationLevel.READ_COMMITTED
 TXN_LOGGER = "sqlresults.transactions"
+T = TypeVar("T")
 
 
 class BoomError(Exception):
@@ -740,9 +745,10 @@ class TestHolders:
         assert lock_free(store, "k")
 
     def test_asyncio_tasks_do_not_share_a_holder(self, store: ResultStore) -> None:
-        """Fix (a), PrefectHQ/prefect#17785: two asyncio tasks in one thread opening
-        SERIALIZABLE transactions on one key do not both get the lock; the second one's wait
-        times out while the first holds it, and the first then commits its value."""
+        """Fix (a), PrefectHQ/prefect#17785: two asyncio tasks in one thread opening sync
+        SERIALIZABLE transactions on one key do not both get the lock; the second one, which
+        would have to block the loop to wait, raises EventLoopBlockingError at once (its
+        bounded wait could never see the first task release), and the first then commits."""
         results: dict[str, Any] = {}
 
         async def first(opened: asyncio.Event, done: asyncio.Event) -> None:
@@ -757,7 +763,7 @@ class TestHolders:
             try:
                 with transaction("k", store, isolation_level=SERIALIZABLE, lock_timeout=0.2):
                     results["second"] = "acquired"
-            except LockTimeoutError as exc:
+            except EventLoopBlockingError as exc:
                 results["second"] = type(exc)
             finally:
                 done.set()
@@ -767,7 +773,7 @@ class TestHolders:
             await asyncio.gather(first(opened, done), second(opened, done))
 
         asyncio.run(scenario())
-        assert results["second"] is LockTimeoutError
+        assert results["second"] is EventLoopBlockingError
         assert store.read("k").result == "first"
         assert lock_free(store, "k")
 
@@ -1151,3 +1157,487 @@ class TestLockManagerType:
         assert isinstance(manager, SQLLockManager)
         assert manager.database is store.result_storage
         assert manager.namespace == store.namespace
+
+
+# -- async transactions ----------------------------------------------------------------------
+#
+# Prefect's behaviours 23-44 in async form (AsyncTransaction / atransaction), and the fix for
+# sync transactions that hung the event loop. Every scenario runs under asyncio.run inside a
+# hang guard (``run_async``), so a regression that blocks the loop fails instead of hanging.
+
+
+def run_async(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``scenario()`` on a fresh event loop in a helper thread, with the hang guard."""
+    outcome: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(asyncio.run(scenario()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    join(run_in_thread(target))
+    if errors:
+        raise errors[0]
+    return outcome[0]
+
+
+async def heartbeat(beats: list[float], stop: asyncio.Event) -> None:
+    """Tick every 10 ms until ``stop``: a loop that is blocked stops ticking."""
+    while not stop.is_set():
+        beats.append(time.monotonic())
+        await asyncio.sleep(0.01)
+
+
+class TestAsyncBasics:
+    def test_atransaction_writes_at_commit(self, store: ResultStore) -> None:
+        """Behaviour 35 in async form: a staged value is written when the block exits and
+        read back through the transaction and the store."""
+
+        async def scenario() -> Any:
+            async with atransaction("k", store) as txn:
+                assert isinstance(txn, AsyncTransaction)
+                assert get_transaction() is txn
+                txn.stage({"foo": "bar"})
+            assert txn.is_committed()
+            record = await txn.read()
+            assert record is not None
+            return record.result
+
+        assert run_async(scenario) == {"foo": "bar"}
+        assert store.read("k").result == {"foo": "bar"}
+
+    def test_with_statement_is_refused(self) -> None:
+        """Prefect: an AsyncTransaction does not support the plain `with` statement."""
+        with pytest.raises(NotImplementedError, match="async with"), AsyncTransaction():
+            pass  # pragma: no cover - never entered
+
+    def test_nesting_and_restore(self) -> None:
+        """Behaviour 24: get_transaction() is the innermost async transaction, restored on
+        exit, also after an exception."""
+
+        async def scenario() -> None:
+            async with atransaction() as outer:
+                async with atransaction() as inner:
+                    assert get_transaction() is inner
+                    assert inner.get_parent() is outer
+                assert get_transaction() is outer
+                with pytest.raises(BoomError):
+                    async with atransaction():
+                        raise BoomError
+                assert get_transaction() is outer
+            assert get_transaction() is None
+
+        run_async(scenario)
+
+    def test_lazy_children_commit_with_the_outermost(self, store: ResultStore) -> None:
+        """Behaviour 26: a LAZY child is not committed at its own exit; both commit when the
+        outermost exits."""
+
+        async def scenario() -> None:
+            async with atransaction("outer", store) as outer:
+                async with atransaction("inner", store) as inner:
+                    inner.stage(1)
+                assert not inner.is_committed()
+                assert not store.exists("inner")
+                outer.stage(2)
+            assert outer.is_committed()
+            assert inner.is_committed()
+
+        run_async(scenario)
+        assert store.read("inner").result == 1
+
+    def test_eager_commits_at_exit(self, store: ResultStore) -> None:
+        """Behaviour 27: EAGER commits at the transaction's own exit."""
+
+        async def scenario() -> None:
+            async with atransaction("outer", store, commit_mode=CommitMode.EAGER):
+                async with atransaction("inner", store) as inner:
+                    inner.stage("eager")
+                assert inner.is_committed()
+                assert store.exists("inner")
+
+        run_async(scenario)
+
+    def test_exception_rolls_back_and_reraises(self, store: ResultStore) -> None:
+        """Behaviour 28: an exception in the block rolls back, writes nothing, re-raises."""
+        holder: list[AsyncTransaction] = []
+
+        async def scenario() -> None:
+            async with atransaction("k", store) as txn:
+                holder.append(txn)
+                txn.stage("never")
+                raise BoomError
+
+        with pytest.raises(BoomError):
+            run_async(scenario)
+        assert holder[0].is_rolled_back()
+        assert not store.exists("k")
+
+    def test_explicit_rollback_and_off_mode(self, store: ResultStore) -> None:
+        """Behaviours 29-30: an awaited rollback() stays rolled back; OFF rolls back at exit
+        unless commit() was awaited inside."""
+
+        async def scenario() -> tuple[AsyncTransaction, ...]:
+            async with atransaction("a", store) as rolled:
+                rolled.stage(1)
+                assert await rolled.rollback() is True
+            async with atransaction("b", store, commit_mode=CommitMode.OFF) as off:
+                off.stage(2)
+            async with atransaction("c", store, commit_mode=CommitMode.OFF) as kept:
+                kept.stage(3)
+                assert await kept.commit() is True
+            return rolled, off, kept
+
+        rolled, off, kept = run_async(scenario)
+        assert rolled.is_rolled_back()
+        assert off.is_rolled_back()
+        assert kept.is_committed()
+        assert (store.exists("a"), store.exists("b"), store.read("c").result) == (False, False, 3)
+
+    def test_rollback_propagates_up(self, store: ResultStore) -> None:
+        """Behaviour 32: an innermost rollback rolls back every ancestor at its exit."""
+
+        async def scenario() -> list[AsyncTransaction]:
+            async with (
+                atransaction("a", store) as a,
+                atransaction("b", store) as b,
+                atransaction("c", store) as c,
+            ):
+                await c.rollback()
+            return [a, b, c]
+
+        assert all(txn.is_rolled_back() for txn in run_async(scenario))
+
+    def test_error_in_child_commit_rolls_back_the_parent(self, store: ResultStore) -> None:
+        """Behaviour 31: a child whose commit raises leaves the parent rolled back and
+        unwritten."""
+
+        class BadTransaction(AsyncTransaction):
+            async def commit(self) -> bool:
+                raise ValueError("fail!")
+
+        async def scenario() -> AsyncTransaction:
+            async with atransaction("parent", store) as parent, BadTransaction():
+                parent.stage(2)
+            return parent
+
+        assert run_async(scenario).is_rolled_back()
+        assert not store.exists("parent")
+
+    def test_overwrite(self, store: ResultStore) -> None:
+        """Behaviour 33: an existing record begins committed (its stage is ignored);
+        overwrite=True recomputes."""
+        store.write("old", key="k")
+
+        async def scenario() -> tuple[bool, bool]:
+            async with atransaction("k", store) as hit:
+                hit.stage("ignored")
+            async with atransaction("k", store, overwrite=True) as fresh:
+                committed_at_begin = fresh.is_committed()
+                fresh.stage("new")
+            return hit.is_committed(), committed_at_begin
+
+        assert run_async(scenario) == (True, False)
+        assert store.read("k").result == "new"
+
+    def test_values_and_isolation_inheritance(self, store: ResultStore) -> None:
+        """Behaviours 39-41: children see their parent's values (copies); the level defaults
+        to READ_COMMITTED and is inherited from the parent."""
+
+        async def scenario() -> None:
+            async with atransaction("outer", store, isolation_level=SERIALIZABLE) as outer:
+                outer.set("x", [1])
+                async with atransaction("inner", store) as inner:
+                    assert inner.get("x") == [1]
+                    assert inner.get("x") is not inner.get("x")
+                    assert inner.isolation_level is SERIALIZABLE
+                    inner.stage(0)
+                outer.stage(1)
+            async with atransaction("plain", store) as plain:
+                assert plain.isolation_level is READ_COMMITTED
+                plain.stage(2)
+
+        run_async(scenario)
+
+    def test_transaction_outside_of_a_run(self, default_store_settings: None) -> None:
+        """Behaviour 34: atransaction(key) without a store uses the default store."""
+
+        async def scenario() -> Any:
+            async with atransaction(key="default-key") as txn:
+                txn.stage({"foo": "bar"})
+            record = await txn.read()
+            assert record is not None
+            return record.result
+
+        assert run_async(scenario) == {"foo": "bar"}
+
+
+class TestAsyncHooks:
+    def test_sync_and_async_hooks_run_once(self, store: ResultStore) -> None:
+        """Behaviour 44: async hooks are awaited on the loop's thread, sync hooks run once in
+        a worker thread (user code may block); both get the transaction."""
+        calls: list[tuple[str, Any, bool]] = []
+        loop_threads: list[int] = []
+
+        async def async_hook(txn: Any) -> None:
+            calls.append(("async", txn, threading.get_ident() == loop_threads[0]))
+
+        def sync_hook(txn: Any) -> None:
+            calls.append(("sync", txn, threading.get_ident() == loop_threads[0]))
+
+        async def scenario() -> AsyncTransaction:
+            loop_threads.append(threading.get_ident())
+            async with atransaction("k", store) as txn:
+                txn.stage(1, on_commit_hooks=[async_hook, sync_hook])
+            return txn
+
+        txn = run_async(scenario)
+        assert calls == [("async", txn, True), ("sync", txn, False)]
+
+    def test_rollback_hooks_on_failure(self, store: ResultStore) -> None:
+        """Behaviour 44: rollback hooks of either kind run once, newest first, when the block
+        raises; get_parent() inside one is the enclosing transaction (behaviour 25)."""
+        calls: list[Any] = []
+
+        async def async_hook(txn: Any) -> None:
+            calls.append(("async", txn.get_parent()))
+
+        def sync_hook(txn: Any) -> None:
+            calls.append(("sync", txn.get_parent()))
+
+        async def failing_child() -> None:
+            async with atransaction("k", store) as inner:
+                stage_then_fail(inner, 1, on_rollback_hooks=[sync_hook, async_hook])
+
+        async def scenario() -> AsyncTransaction:
+            async with atransaction() as outer:
+                with pytest.raises(BoomError):
+                    await failing_child()
+            return outer
+
+        outer = run_async(scenario)
+        assert calls == [("async", outer), ("sync", outer)]
+
+
+class TestAsyncLocks:
+    def test_coroutines_on_one_key_take_turns_without_blocking_the_loop(
+        self, store: ResultStore
+    ) -> None:
+        """Behaviour 38 in async form, and the hang the issue describes: two coroutines of one
+        loop open SERIALIZABLE atransactions on one key. The second waits for the lock without
+        blocking the loop (a heartbeat keeps ticking while it waits), then finds the first's
+        record: its stage is ignored and the value is the first one."""
+        beats: list[float] = []
+        events: list[str] = []
+
+        async def first(opened: asyncio.Event) -> None:
+            async with atransaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                opened.set()
+                ticks = len(beats)
+                while len(beats) < ticks + 10:  # the loop keeps running while 2nd waits
+                    await asyncio.sleep(0.01)
+                txn.stage("first")
+                events.append("first commits")
+
+        async def second(opened: asyncio.Event) -> bool:
+            await opened.wait()
+            async with atransaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                events.append("second begins")
+                txn.stage("second")
+                return txn.is_committed()
+
+        async def scenario() -> bool:
+            opened, stop = asyncio.Event(), asyncio.Event()
+            pulse = asyncio.create_task(heartbeat(beats, stop))
+            try:
+                _, committed = await asyncio.gather(first(opened), second(opened))
+            finally:
+                stop.set()
+                await pulse
+            return bool(committed)
+
+        assert run_async(scenario) is True
+        assert events == ["first commits", "second begins"]
+        assert store.read("k").result == "first"
+        assert lock_free(store, "k")
+
+    def test_competing_read_waits_without_blocking_the_loop(self, store: ResultStore) -> None:
+        """Behaviour 37 in async form: a READ_COMMITTED reader's awaited read() waits for a
+        SERIALIZABLE writer of the same loop and returns its value."""
+        events: list[str] = []
+
+        async def writer(opened: asyncio.Event, reading: asyncio.Event) -> None:
+            async with atransaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                opened.set()
+                await reading.wait()
+                await asyncio.sleep(0.05)  # let the reader block; never measured
+                txn.stage("A's value")
+                events.append("A committing")
+
+        async def reader(opened: asyncio.Event, reading: asyncio.Event) -> Any:
+            await opened.wait()
+            async with atransaction("k", store) as txn:
+                reading.set()
+                record = await txn.read()
+                events.append("B read")
+                assert record is not None
+                return record.result
+
+        async def scenario() -> Any:
+            opened, reading = asyncio.Event(), asyncio.Event()
+            _, value = await asyncio.gather(writer(opened, reading), reader(opened, reading))
+            return value
+
+        assert run_async(scenario) == "A's value"
+        assert events == ["A committing", "B read"]
+
+    def test_lock_timeout(self, store: ResultStore) -> None:
+        """An atransaction with lock_timeout raises LockTimeoutError naming the key when
+        another holder keeps the lock; nothing is written."""
+        store.acquire_lock("k", holder="holder1")
+
+        async def scenario() -> None:
+            async with atransaction("k", store, isolation_level=SERIALIZABLE, lock_timeout=0.2):
+                pass  # pragma: no cover - never entered
+
+        with pytest.raises(LockTimeoutError, match="'k'"):
+            run_async(scenario)
+        assert store.is_lock_holder("k", "holder1")
+        assert not store.exists("k")
+
+    def test_self_deadlock(self, store: ResultStore) -> None:
+        """A nested atransaction on its ancestor's key raises SelfDeadlockError."""
+
+        async def scenario() -> None:
+            async with atransaction("k", store, isolation_level=SERIALIZABLE) as outer:
+                with pytest.raises(SelfDeadlockError, match="'k'"):
+                    async with atransaction("k", store):
+                        pass  # pragma: no cover - never entered
+                outer.stage(1)
+
+        run_async(scenario)
+        assert store.read("k").result == 1
+
+    def test_parent_and_child_in_different_tasks(self, store: ResultStore) -> None:
+        """Behaviour 43: a SERIALIZABLE parent and a child opened in another asyncio task are
+        no error, and the child's value is readable afterwards."""
+
+        async def child() -> None:
+            async with atransaction("child", store, isolation_level=SERIALIZABLE) as txn:
+                txn.stage("child value")
+
+        async def scenario() -> None:
+            async with atransaction("parent", store, isolation_level=SERIALIZABLE) as parent:
+                await asyncio.create_task(child())
+                parent.stage("parent value")
+
+        run_async(scenario)
+        assert store.read("child").result == "child value"
+        assert store.read("parent").result == "parent value"
+
+    def test_lost_lease_raises_from_the_block(
+        self, clocked_store: ResultStore, clock: FakeClock
+    ) -> None:
+        """A lease lost before the async commit: LeaseLostError out of `async with`, rollback
+        hooks awaited, nothing written over the other holder's record."""
+        store = clocked_store
+        rolled_back: list[Any] = []
+
+        async def on_rollback(txn: Any) -> None:
+            rolled_back.append(txn)
+
+        async def scenario() -> None:
+            async with atransaction(
+                "k", store, isolation_level=SERIALIZABLE, hold_timeout=2
+            ) as txn:
+                txn.stage("stale", on_rollback_hooks=[on_rollback])
+                clock.advance(3)
+                await asyncio.to_thread(store.write, "newer", "k", None, "someone")
+                assert await asyncio.to_thread(store.acquire_lock, "k", "someone", 0)
+
+        with pytest.raises(LeaseLostError):
+            run_async(scenario)
+        assert len(rolled_back) == 1
+        assert rolled_back[0].is_rolled_back()
+        assert store.read("k", holder="someone").result == "newer"
+
+    def test_sync_child_in_an_async_parent(self, store: ResultStore) -> None:
+        """Sync and async transactions nest: a sync child (no lock wait) under an async parent
+        commits with it."""
+
+        async def scenario() -> None:
+            async with atransaction("parent", store) as parent:
+                with transaction("child", store) as child:
+                    child.stage("sync child")
+                parent.stage("async parent")
+
+        run_async(scenario)
+        assert store.read("child").result == "sync child"
+        assert store.read("parent").result == "async parent"
+
+
+class TestSyncTransactionInAnEventLoop:
+    """A sync transaction whose lock wait would block a running event loop raises
+    EventLoopBlockingError instead of hanging (issue: "two coroutines using the sync
+    transaction() on one key under SERIALIZABLE hang the event loop forever")."""
+
+    def test_two_coroutines_with_sync_transactions_do_not_hang(self, store: ResultStore) -> None:
+        """The first coroutine holds the lock across an await; the second's sync begin would
+        block the loop forever (before the fix the hang guard fired): it raises
+        EventLoopBlockingError naming the key and pointing at atransaction, and the first
+        commits."""
+        errors: list[BaseException] = []
+
+        async def first(opened: asyncio.Event, done: asyncio.Event) -> None:
+            with transaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                opened.set()
+                await done.wait()
+                txn.stage("first")
+
+        async def second(opened: asyncio.Event, done: asyncio.Event) -> None:
+            await opened.wait()
+            try:
+                with transaction("k", store, isolation_level=SERIALIZABLE):
+                    pass  # pragma: no cover - never entered
+            except EventLoopBlockingError as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        async def scenario() -> None:
+            opened, done = asyncio.Event(), asyncio.Event()
+            await asyncio.gather(first(opened, done), second(opened, done))
+
+        run_async(scenario)
+        assert len(errors) == 1
+        assert isinstance(errors[0], RuntimeError)
+        assert "'k'" in str(errors[0])
+        assert "atransaction" in str(errors[0])
+        assert store.read("k").result == "first"
+        assert lock_free(store, "k")
+
+    def test_sync_read_of_a_locked_key_in_a_loop(self, store: ResultStore) -> None:
+        """A sync transaction's read() in a running loop, while another holder has the key
+        locked, raises EventLoopBlockingError instead of waiting; the lock is untouched."""
+        store.acquire_lock("k", holder="computing")
+
+        async def scenario() -> None:
+            with transaction("k", store) as txn, pytest.raises(EventLoopBlockingError):
+                txn.read()
+
+        run_async(scenario)
+        assert store.is_lock_holder("k", "computing")
+
+    def test_free_keys_need_no_wait(self, store: ResultStore) -> None:
+        """Sync transactions stay usable in async code when nothing has to wait: a free key is
+        locked, computed and committed."""
+
+        async def scenario() -> None:
+            with transaction("k", store, isolation_level=SERIALIZABLE) as txn:
+                txn.stage("fine")
+
+        run_async(scenario)
+        assert store.read("k").result == "fine"
+        assert lock_free(store, "k")
