@@ -7,6 +7,10 @@
 - compute-once: the README's SERIALIZABLE block computes each key exactly once across threads
   and across spawned processes sharing one database;
 - crash recovery: a holder killed with SIGKILL blocks its key until its lease ends, not longer;
+- fenced commits: a state machine drives holders through begin, stopping past their lease,
+  another holder committing, sweeps, and resuming to commit; a commit writes exactly when the
+  holder's own lock row is still there, so no stale holder overwrites a committed record (and a
+  real SIGSTOPped process shows the same);
 - no torn or lost records under concurrent writers, and no lock lost to racing wrong-holder
   releases;
 - transaction trees (Hypothesis): states only move forward, rollback propagates up, each hook
@@ -19,6 +23,7 @@ Waits are bounded by generous hang guards; assertions are about orderings and ou
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import multiprocessing
 import random
@@ -41,7 +46,7 @@ from sqlalchemy.sql.expression import Executable
 
 from sqlresults.database import Database
 from sqlresults.dialects import Dialect
-from sqlresults.errors import LockNotHeldError
+from sqlresults.errors import LeaseLostError, LockNotHeldError, LockTimeoutError
 from sqlresults.locking import SQLLockManager
 from sqlresults.results import ResultStore
 from sqlresults.schema import locks
@@ -174,6 +179,152 @@ class TestMutualExclusion:
         run_state_machine_as_test(
             LockMachine,
             settings=settings(max_examples=modest(30), stateful_step_count=25),
+        )
+
+
+# -- fenced commits: a state machine of holders that stop past their lease -------------------
+
+# Leases of the machine's transactions, in (fake) seconds: long enough in real time that the
+# process's lease keeper never renews one during an example (it would renew after a third of
+# this many real seconds), so a lease ends only when the test moves the clock past it.
+MACHINE_LEASE = 600.0
+
+
+@dataclass
+class OpenHolder:
+    """A holder with an open SERIALIZABLE transaction: its own context, and the grant (the
+    model's count of acquires) its lock was taken with."""
+
+    txn: Transaction
+    context: contextvars.Context
+    key: str
+    grant: int
+
+
+class TestFencedCommits:
+    def test_no_stale_holder_ever_overwrites_a_committed_record(
+        self, clocked_database: Database, clock: FakeClock, namespace: str
+    ) -> None:
+        """Holders open SERIALIZABLE transactions, stop past their lease (the clock moves on
+        while they do nothing), lose their keys to other holders that commit, get their dead
+        lock rows swept, resume and commit. A commit succeeds exactly when the holder's own
+        lock row (the one it was granted) is still there, expired or not; otherwise it raises
+        LeaseLostError and the record under the key is untouched. So no committed record is
+        ever overwritten by a holder whose lease ran out and whose key was taken since."""
+
+        class StaleHolderMachine(RuleBasedStateMachine):
+            def __init__(self) -> None:
+                super().__init__()
+                self.store = ResultStore(
+                    result_storage=clocked_database,
+                    namespace=f"{namespace}-{uuid.uuid4().hex[:8]}",
+                    serializer="json",
+                )
+                self.open: dict[str, OpenHolder] = {}
+                # key -> (holder, lease end, grant) of the lock row; key -> committed value
+                self.rows: dict[str, tuple[str, float, int]] = {}
+                self.records: dict[str, str] = {}
+                self.grants = 0
+
+            def lock_is_free_for(self, key: str) -> bool:
+                row = self.rows.get(key)
+                return row is None or row[1] <= clock.now
+
+            @rule(holder=st.sampled_from(HOLDERS), key=st.sampled_from(KEYS))
+            def begin(self, holder: str, key: str) -> None:
+                """A holder without an open transaction opens one (without waiting)."""
+                if holder in self.open:
+                    return
+                txn = Transaction(
+                    key,
+                    self.store,
+                    isolation_level=SERIALIZABLE,
+                    overwrite=True,
+                    lock_timeout=0,
+                    hold_timeout=MACHINE_LEASE,
+                )
+                context = contextvars.Context()  # each holder is its own caller
+                if not self.lock_is_free_for(key):
+                    with pytest.raises(LockTimeoutError):
+                        context.run(txn.__enter__)
+                    return
+                context.run(txn.__enter__)
+                self.grants += 1
+                self.rows[key] = (holder, clock.now + MACHINE_LEASE, self.grants)
+                self.open[holder] = OpenHolder(txn, context, key, self.grants)
+
+            @rule(holder=st.sampled_from(HOLDERS), value=st.text(max_size=5))
+            def commit(self, holder: str, value: str) -> None:
+                """An open holder resumes and commits: it writes exactly when its own lock row
+                is still there; otherwise LeaseLostError, and the record stays."""
+                opened = self.open.pop(holder, None)
+                if opened is None:
+                    return
+                key = opened.key
+                opened.txn.stage(f"{holder}:{value}")
+                row = self.rows.get(key)
+                if row is not None and (row[0], row[2]) == (holder, opened.grant):
+                    opened.context.run(opened.txn.__exit__, None, None, None)
+                    assert opened.txn.is_committed()
+                    self.records[key] = f"{holder}:{value}"
+                    del self.rows[key]
+                else:
+                    with pytest.raises(LeaseLostError):
+                        opened.context.run(opened.txn.__exit__, None, None, None)
+                    assert opened.txn.is_rolled_back()
+
+            @rule(holder=st.sampled_from(HOLDERS))
+            def give_up(self, holder: str) -> None:
+                """An open holder's body fails: it rolls back, releasing its lock if it still
+                has it, and writes nothing."""
+                opened = self.open.pop(holder, None)
+                if opened is None:
+                    return
+                error = RuntimeError("the body failed")
+                opened.context.run(opened.txn.__exit__, RuntimeError, error, None)
+                assert opened.txn.is_rolled_back()
+                row = self.rows.get(opened.key)
+                if row is not None and (row[0], row[2]) == (holder, opened.grant):
+                    del self.rows[opened.key]
+
+            @rule(seconds=st.sampled_from([1.0, MACHINE_LEASE / 2, MACHINE_LEASE + 1]))
+            def time_passes(self, seconds: float) -> None:
+                """Time passes while every open holder is stopped (nobody renews)."""
+                clock.advance(seconds)
+
+            @rule()
+            def sweep(self) -> None:
+                """An admin sweeps expired records and dead lock rows."""
+                self.store.sweep_expired()
+                self.rows = {k: row for k, row in self.rows.items() if row[1] > clock.now}
+
+            @invariant()
+            def records_are_the_committed_values(self) -> None:
+                for key in KEYS:
+                    expected = self.records.get(key)
+                    reader = f"reader-{uuid.uuid4().hex}"
+                    if expected is None:
+                        assert not self.store.exists(key)
+                        continue
+                    # Read as the lock holder, if any: a reader would otherwise wait for it.
+                    row = self.rows.get(key)
+                    holder = self.open[row[0]].txn.holder if row and row[0] in self.open else reader
+                    assert self.store.read(key, holder=holder).result == expected
+
+            @invariant()
+            def locks_are_the_models(self) -> None:
+                for key in KEYS:
+                    row = self.rows.get(key)
+                    live = row is not None and row[1] > clock.now
+                    assert self.store.is_locked(key) is live
+
+            def teardown(self) -> None:
+                for opened in self.open.values():
+                    opened.context.run(opened.txn.__exit__, RuntimeError, RuntimeError(), None)
+
+        run_state_machine_as_test(
+            StaleHolderMachine,
+            settings=settings(max_examples=modest(40), stateful_step_count=30),
         )
 
 
