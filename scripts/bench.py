@@ -417,9 +417,12 @@ class RawRecords:
         first_version: int = 1 << 62,
         options: dict[str, Any] | None = None,
     ) -> None:
+        from sqlresults.integrity import record_checksum
+
         self.sql = sql
         self.spec = spec
         self.namespace = namespace
+        self._checksum = record_checksum
         # Versions as wide as the store's random 63-bit ones, so rows keep the same size.
         self._version = itertools.count(first_version)
         # The driver's execute() options the store uses too (psycopg: binary=True).
@@ -435,12 +438,14 @@ class RawRecords:
             "key": key,
             "payload": payload,
             "serializer": self.spec,
-            "checksum": zlib.crc32(payload),
+            # The store's checksum covers the whole record, so the twin computes it too.
+            "checksum": self._checksum(self.namespace, key, self.spec, None, payload),
             "signature": None,
             "size": len(payload),
             "expires": None,
             "version": next(self._version),
             "holder": HOLDER,
+            "fence": None,
             "now": time.time(),
         }
         if self.execute(self.sql["record_upsert"], params).fetchone() is None:
@@ -461,7 +466,7 @@ class RawRecords:
         return self.execute(self.sql["record_exists"], params).fetchone() is not None
 
     def lock_cycle(self, key: str) -> None:
-        params = {"ns": self.namespace, "key": key, "holder": HOLDER, "hold": 60.0}
+        params = {"ns": self.namespace, "key": key, "holder": HOLDER, "hold": 60.0, "fence": None}
         params["now"] = time.time()
         if self.execute(self.sql["lock_acquire"], params).fetchone() is None:
             raise RuntimeError(f"raw lock acquire of {key!r} was refused")

@@ -212,6 +212,12 @@ class Dialect:
         """
         return "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN"
 
+    def rows_changed(self, dbapi_connection: Any) -> int:
+        """How many rows the connection's statements have changed so far, where the driver
+        counts them cheaply (SQLite's ``total_changes``; 0 elsewhere): an operation after which
+        it grew wrote something."""
+        return int(dbapi_connection.total_changes) if self.is_sqlite else 0
+
     def abandon_moved_file(self, dbapi_connection: Any) -> None:
         """Let go of a SQLite file that was deleted or replaced while ``dbapi_connection`` had
         it open, before that connection is closed.

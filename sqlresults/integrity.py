@@ -17,6 +17,7 @@ signature is 0.1's, which left out the expiry, and still verifies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -159,8 +160,23 @@ def damaged_record_error(key: str, namespace: str) -> IntegrityError:
 
 
 def _header(namespace: str, key: str, spec: str, expires: float | None) -> bytes:
-    parts = [part.encode() for part in (namespace, key, spec)]
-    return b"".join(len(part).to_bytes(4, "big") + part for part in parts) + _encode_expiry(expires)
+    encoded_key = key.encode()
+    return b"".join(
+        (
+            _length_prefixed(namespace),
+            len(encoded_key).to_bytes(4, "big"),
+            encoded_key,
+            _length_prefixed(spec),
+            _encode_expiry(expires),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _length_prefixed(text: str) -> bytes:
+    # Namespaces and serializer specs repeat from record to record: encode each once.
+    encoded = text.encode()
+    return len(encoded).to_bytes(4, "big") + encoded
 
 
 def _encode_expiry(expires: float | None) -> bytes:

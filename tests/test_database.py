@@ -11,6 +11,7 @@ import os
 import pickle
 import sqlite3
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -410,10 +411,13 @@ class TestFileDeletedOrReplaced:
         self, store: ResultStore, path: Path, tmp_path: Path
     ) -> None:
         """A read answered from the old file after a replacement raises rather than report
-        a record the file at the path does not hold; the next read asks the new file."""
+        a record the file at the path does not hold, once the read check interval has passed
+        (reads check the file every 50 ms at most; writes always); the next read asks the new
+        file."""
         other = tmp_path / "other.db"
         Database(other).ensure_schema()
         os.replace(other, path)
+        time.sleep(0.06)  # past the read check interval: not a measurement
         with pytest.raises(StorageUnavailableError, match="deleted or replaced"):
             store.exists("mine")
         assert not store.exists("mine")
