@@ -889,11 +889,10 @@ def transaction(
     Yields:
         The open transaction.
     """
-    if key is not None and store is None:
-        store = get_result_store()
-    with Transaction(
-        key=key,
-        store=store,
+    with _new_transaction(
+        Transaction,
+        key,
+        store,
         commit_mode=commit_mode,
         isolation_level=isolation_level,
         overwrite=overwrite,
@@ -925,11 +924,10 @@ async def atransaction(
     Yields:
         The open transaction.
     """
-    if key is not None and store is None:
-        store = get_result_store()
-    async with AsyncTransaction(
-        key=key,
-        store=store,
+    async with _new_transaction(
+        AsyncTransaction,
+        key,
+        store,
         commit_mode=commit_mode,
         isolation_level=isolation_level,
         overwrite=overwrite,
@@ -939,3 +937,16 @@ async def atransaction(
         hold_timeout=hold_timeout,
     ) as txn:
         yield txn
+
+
+Txn = TypeVar("Txn", bound=BaseTransaction)
+
+
+def _new_transaction(
+    kind: type[Txn], key: str | None, store: ResultStore | None, **options: Any
+) -> Txn:
+    """A transaction of ``kind`` for :func:`transaction` and :func:`atransaction`: with a key
+    and no store, on the current run's store (or a default one)."""
+    if key is not None and store is None:
+        store = get_result_store()
+    return kind(key=key, store=store, **options)
