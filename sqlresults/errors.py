@@ -11,6 +11,9 @@ dict::
     ├── RecordNotFoundError          (KeyError)      no record, or only an expired one
     ├── SerializationError                           the serializer can't handle it
     │   ├── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    │   │   └── SerializerUnavailableError (RuntimeError)
+    │   │                                            dumps/loads with a stored serializer
+    │   │                                            that is not available here
     │   └── InvalidEnvelopeError     (ValueError)    bytes that are no record envelope
     ├── IntegrityError                               bad checksum or signature; unsigned
     ├── LockError
@@ -55,6 +58,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "SelfDeadlockError",
     "SerializationError",
+    "SerializerUnavailableError",
     "StorageError",
     "StorageUnavailableError",
     "UnknownSerializerError",
@@ -111,6 +115,28 @@ class UnknownSerializerError(SerializationError, ValueError):
     ``Serializer``) the error raised is also pydantic's ``ValidationError``, located at
     ``type``, because that is what Prefect raises there.
     """
+
+
+class SerializerUnavailableError(UnknownSerializerError, RuntimeError):
+    """A serializer read from storage (a record written elsewhere) was asked to encode or
+    decode, but its type is not available in this environment.
+
+    The spec is kept, so such records can be listed and inspected; only their payloads cannot
+    be used. A ``RuntimeError`` with Prefect's message, because Prefect's ``UnknownSerializer``
+    raises exactly that, so ``except RuntimeError`` written for Prefect keeps working.
+
+    Args:
+        serializer_type: The type string nobody registered here.
+        operation: ``"serialization"`` (``dumps``) or ``"deserialization"`` (``loads``).
+    """
+
+    def __init__(self, serializer_type: str, operation: str) -> None:
+        self.serializer_type = serializer_type
+        self.operation = operation
+        super().__init__(
+            f"Serializer {serializer_type!r} is not available in this environment, so "
+            f"{operation} cannot be performed. Install or import the package that defines it."
+        )
 
 
 class InvalidEnvelopeError(SerializationError, ValueError):

@@ -24,36 +24,38 @@ from sqlresults.errors import (
     SchemaOutOfDateError,
     SelfDeadlockError,
     SerializationError,
+    SerializerUnavailableError,
     SQLResultsError,
     StorageError,
     StorageUnavailableError,
     UnknownSerializerError,
 )
 
-# The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtin
-# it also derives from (None: only the sqlresults parent).
-TREE: list[tuple[type[BaseException], type[BaseException], type[BaseException] | None]] = [
-    (InvalidArgumentError, SQLResultsError, ValueError),
-    (InvalidKeyError, InvalidArgumentError, ValueError),
-    (InvalidExpirationError, InvalidArgumentError, ValueError),
-    (RecordNotFoundError, SQLResultsError, KeyError),
-    (SerializationError, SQLResultsError, None),
-    (UnknownSerializerError, SerializationError, ValueError),
-    (InvalidEnvelopeError, SerializationError, ValueError),
-    (IntegrityError, SQLResultsError, None),
-    (LockError, SQLResultsError, None),
-    (LockHeldByOtherError, LockError, RuntimeError),
-    (LockNotHeldError, LockError, ValueError),
-    (LeaseLostError, LockNotHeldError, ValueError),
-    (LockTimeoutError, LockError, TimeoutError),
-    (SelfDeadlockError, LockTimeoutError, TimeoutError),
-    (EventLoopBlockingError, LockError, RuntimeError),
-    (StorageError, SQLResultsError, None),
-    (SchemaOutOfDateError, StorageError, None),
-    (StorageUnavailableError, StorageError, OSError),
-    (ReadOnlyStorageError, StorageUnavailableError, PermissionError),
-    (DamagedDatabaseError, StorageUnavailableError, OSError),
-    (ConfigurationError, SQLResultsError, ValueError),
+# The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtins
+# it also derives from (empty: only the sqlresults parent).
+TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseException], ...]]] = [
+    (InvalidArgumentError, SQLResultsError, (ValueError,)),
+    (InvalidKeyError, InvalidArgumentError, (ValueError,)),
+    (InvalidExpirationError, InvalidArgumentError, (ValueError,)),
+    (RecordNotFoundError, SQLResultsError, (KeyError,)),
+    (SerializationError, SQLResultsError, ()),
+    (UnknownSerializerError, SerializationError, (ValueError,)),
+    (SerializerUnavailableError, UnknownSerializerError, (ValueError, RuntimeError)),
+    (InvalidEnvelopeError, SerializationError, (ValueError,)),
+    (IntegrityError, SQLResultsError, ()),
+    (LockError, SQLResultsError, ()),
+    (LockHeldByOtherError, LockError, (RuntimeError,)),
+    (LockNotHeldError, LockError, (ValueError,)),
+    (LeaseLostError, LockNotHeldError, (ValueError,)),
+    (LockTimeoutError, LockError, (TimeoutError,)),
+    (SelfDeadlockError, LockTimeoutError, (TimeoutError,)),
+    (EventLoopBlockingError, LockError, (RuntimeError,)),
+    (StorageError, SQLResultsError, ()),
+    (SchemaOutOfDateError, StorageError, ()),
+    (StorageUnavailableError, StorageError, (OSError,)),
+    (ReadOnlyStorageError, StorageUnavailableError, (PermissionError,)),
+    (DamagedDatabaseError, StorageUnavailableError, (OSError,)),
+    (ConfigurationError, SQLResultsError, (ValueError,)),
 ]
 
 # Builtins a caller might catch; an error must derive from exactly the ones the tree gives it.
@@ -66,20 +68,20 @@ class TestTree:
         assert SQLResultsError.__bases__ == (Exception,)
 
     @pytest.mark.parametrize(
-        ("error", "parent", "builtin"), TREE, ids=[error.__name__ for error, _, _ in TREE]
+        ("error", "parent", "builtins"), TREE, ids=[error.__name__ for error, _, _ in TREE]
     )
-    def test_each_error_has_its_parent_and_builtin(
+    def test_each_error_has_its_parent_and_builtins(
         self,
         error: type[BaseException],
         parent: type[BaseException],
-        builtin: type[BaseException] | None,
+        builtins: tuple[type[BaseException], ...],
     ) -> None:
-        """Each error derives from its parent in the drawn tree and from its builtin, and from
+        """Each error derives from its parent in the drawn tree and from its builtins, and from
         no other builtin a caller might catch by mistake."""
         assert issubclass(error, parent)
         assert issubclass(error, SQLResultsError)
         for other in BUILTINS:
-            expected = builtin is not None and issubclass(builtin, other)
+            expected = any(issubclass(builtin, other) for builtin in builtins)
             assert issubclass(error, other) is expected, other
 
     def test_tree_covers_every_exported_error(self) -> None:
@@ -108,6 +110,17 @@ class TestMessages:
             "Cannot write to result record with key k/1 because it is locked by another holder."
         )
         assert error.key == "k/1"
+
+    @pytest.mark.parametrize("operation", ["serialization", "deserialization"])
+    def test_serializer_unavailable_uses_prefects_message(self, operation: str) -> None:
+        """SerializerUnavailableError says what Prefect's UnknownSerializer says, then how to
+        fix it, and keeps the type and the operation."""
+        error = SerializerUnavailableError("custom", operation)
+        assert str(error) == (
+            f"Serializer 'custom' is not available in this environment, so {operation} cannot "
+            "be performed. Install or import the package that defines it."
+        )
+        assert (error.serializer_type, error.operation) == ("custom", operation)
 
     def test_record_not_found_str_has_no_quotes_around_it(self) -> None:
         """str(RecordNotFoundError) is the plain message, not KeyError's quoted repr."""
