@@ -38,6 +38,8 @@ exceptions (SQLAlchemy's and the drivers') are translated into this tree in one 
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "DamagedDatabaseError",
@@ -66,7 +68,19 @@ __all__ = [
 
 
 class SQLResultsError(Exception):
-    """Base class of every error sqlresults raises."""
+    """Base class of every error sqlresults raises.
+
+    Every error survives pickling (a process pool worker's error is pickled back to its
+    caller): the ones whose ``__init__`` takes more than a message pickle their arguments.
+    """
+
+
+def _rebuild(cls: type[SQLResultsError], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Unpickle an error whose ``__init__`` builds its message (see the ``__reduce__`` methods):
+    call it with the arguments it was raised with. ``BaseException`` would call it with the
+    finished message instead, which such an ``__init__`` refuses or wraps in a second message.
+    """
+    return cls(*args, **kwargs)
 
 
 class InvalidArgumentError(SQLResultsError, ValueError):
@@ -101,6 +115,10 @@ class RecordNotFoundError(SQLResultsError, KeyError):
     def __str__(self) -> str:
         # KeyError.__str__ would repr() the message and wrap it in quotes.
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        arguments = (self.key, self.namespace), {"expired": self.expired}
+        return _rebuild, (type(self), *arguments), self.__dict__
 
 
 class SerializationError(SQLResultsError):
@@ -138,6 +156,9 @@ class SerializerUnavailableError(UnknownSerializerError, RuntimeError):
             f"{operation} cannot be performed. Install or import the package that defines it."
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), (self.serializer_type, self.operation), {}), self.__dict__
+
 
 class InvalidEnvelopeError(SerializationError, ValueError):
     """Bytes given as a result record's JSON envelope (or as its metadata document) are not
@@ -169,6 +190,9 @@ class LockHeldByOtherError(LockError, RuntimeError):
             f"Cannot write to result record with key {key} because it is locked by another holder."
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), (self.key,), {}), self.__dict__
+
 
 class LockNotHeldError(LockError, ValueError):
     """A lock was released (or renewed) by a holder that does not hold it.
@@ -180,6 +204,10 @@ class LockNotHeldError(LockError, ValueError):
         self.key = key
         self.holder = holder
         super().__init__(f"No lock held by {holder} for transaction with key {key}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Also LeaseLostError's: it takes the same arguments.
+        return _rebuild, (type(self), (self.key, self.holder), {}), self.__dict__
 
 
 class LeaseLostError(LockNotHeldError):

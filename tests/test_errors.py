@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import sqlresults.errors as errors_module
@@ -141,3 +143,30 @@ class TestMessages:
         """Code written against a mapping catches a missing record with except KeyError."""
         with pytest.raises(KeyError):
             raise RecordNotFoundError("k")
+
+
+# Errors whose __init__ takes more than a message, built as sqlresults raises them.
+EXAMPLES: dict[type[BaseException], BaseException] = {
+    RecordNotFoundError: RecordNotFoundError("k", "ns", expired=True),
+    SerializerUnavailableError: SerializerUnavailableError("custom", "deserialization"),
+    LockHeldByOtherError: LockHeldByOtherError("k"),
+    LockNotHeldError: LockNotHeldError("k", "holder1"),
+    LeaseLostError: LeaseLostError("k", "holder1"),
+}
+
+
+class TestPickling:
+    @pytest.mark.parametrize("error", [error for error, _, _ in TREE], ids=lambda e: e.__name__)
+    def test_every_error_survives_pickling(self, error: type[BaseException]) -> None:
+        """Every error unpickles to one of its class with the same message and attributes, as
+        it must when a process pool worker raises it (concurrent.futures pickles the error
+        back to the caller). Before the fix LockNotHeldError and LeaseLostError could not be
+        unpickled ("missing 1 required positional argument: 'holder'"), which broke the whole
+        pool (BrokenProcessPool), and RecordNotFoundError and LockHeldByOtherError came back
+        with their message wrapped in a second one."""
+        original = EXAMPLES.get(error) or error("the message")
+        restored = pickle.loads(pickle.dumps(original))
+        assert type(restored) is error
+        assert str(restored) == str(original)
+        assert restored.args == original.args
+        assert vars(restored) == vars(original)
