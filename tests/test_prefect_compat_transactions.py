@@ -157,6 +157,27 @@ class TestGetTxn:
 
         assert get_transaction() is None
 
+    def test_get_active(self) -> None:
+        """get_active(), on any transaction class, is get_transaction(): the innermost open
+        transaction of either kind, and None outside (one context variable serves both).
+
+        Prefect: src/prefect/transactions.py BaseTransaction.get_active (in Prefect's API
+        reference; no test of its own)
+        """
+        assert Transaction.get_active() is None
+        with Transaction() as txn:
+            assert Transaction.get_active() is txn
+            assert AsyncTransaction.get_active() is txn
+            assert BaseTransaction.get_active() is txn
+
+        async def scenario() -> None:
+            async with AsyncTransaction() as atxn:
+                assert AsyncTransaction.get_active() is atxn
+                assert Transaction.get_active() is atxn
+
+        run_async(scenario)
+        assert BaseTransaction.get_active() is None
+
 
 class TestGetParent:
     def test_get_parent(self) -> None:
