@@ -11,6 +11,9 @@ dict::
     ├── RecordNotFoundError          (KeyError)      no record, or only an expired one
     ├── SerializationError                           the serializer can't handle it
     │   ├── UnknownSerializerError   (ValueError)    a serializer type nobody registered
+    │   │   └── SerializerUnavailableError (RuntimeError)
+    │   │                                            dumps/loads with a stored serializer
+    │   │                                            that is not available here
     │   └── InvalidEnvelopeError     (ValueError)    bytes that are no record envelope
     ├── IntegrityError                               bad checksum or signature; unsigned
     ├── LockError
@@ -35,6 +38,8 @@ exceptions (SQLAlchemy's and the drivers') are translated into this tree in one 
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "DamagedDatabaseError",
@@ -55,6 +60,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "SelfDeadlockError",
     "SerializationError",
+    "SerializerUnavailableError",
     "StorageError",
     "StorageUnavailableError",
     "UnknownSerializerError",
@@ -62,7 +68,19 @@ __all__ = [
 
 
 class SQLResultsError(Exception):
-    """Base class of every error sqlresults raises."""
+    """Base class of every error sqlresults raises.
+
+    Every error survives pickling (a process pool worker's error is pickled back to its
+    caller): the ones whose ``__init__`` takes more than a message pickle their arguments.
+    """
+
+
+def _rebuild(cls: type[SQLResultsError], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Unpickle an error whose ``__init__`` builds its message (see the ``__reduce__`` methods):
+    call it with the arguments it was raised with. ``BaseException`` would call it with the
+    finished message instead, which such an ``__init__`` refuses or wraps in a second message.
+    """
+    return cls(*args, **kwargs)
 
 
 class InvalidArgumentError(SQLResultsError, ValueError):
@@ -98,6 +116,10 @@ class RecordNotFoundError(SQLResultsError, KeyError):
         # KeyError.__str__ would repr() the message and wrap it in quotes.
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        arguments = (self.key, self.namespace), {"expired": self.expired}
+        return _rebuild, (type(self), *arguments), self.__dict__
+
 
 class SerializationError(SQLResultsError):
     """An object could not be serialized, or a payload could not be deserialized."""
@@ -111,6 +133,31 @@ class UnknownSerializerError(SerializationError, ValueError):
     ``Serializer``) the error raised is also pydantic's ``ValidationError``, located at
     ``type``, because that is what Prefect raises there.
     """
+
+
+class SerializerUnavailableError(UnknownSerializerError, RuntimeError):
+    """A serializer read from storage (a record written elsewhere) was asked to encode or
+    decode, but its type is not available in this environment.
+
+    The spec is kept, so such records can be listed and inspected; only their payloads cannot
+    be used. A ``RuntimeError`` with Prefect's message, because Prefect's ``UnknownSerializer``
+    raises exactly that, so ``except RuntimeError`` written for Prefect keeps working.
+
+    Args:
+        serializer_type: The type string nobody registered here.
+        operation: ``"serialization"`` (``dumps``) or ``"deserialization"`` (``loads``).
+    """
+
+    def __init__(self, serializer_type: str, operation: str) -> None:
+        self.serializer_type = serializer_type
+        self.operation = operation
+        super().__init__(
+            f"Serializer {serializer_type!r} is not available in this environment, so "
+            f"{operation} cannot be performed. Install or import the package that defines it."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), (self.serializer_type, self.operation), {}), self.__dict__
 
 
 class InvalidEnvelopeError(SerializationError, ValueError):
@@ -143,6 +190,9 @@ class LockHeldByOtherError(LockError, RuntimeError):
             f"Cannot write to result record with key {key} because it is locked by another holder."
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), (self.key,), {}), self.__dict__
+
 
 class LockNotHeldError(LockError, ValueError):
     """A lock was released (or renewed) by a holder that does not hold it.
@@ -154,6 +204,10 @@ class LockNotHeldError(LockError, ValueError):
         self.key = key
         self.holder = holder
         super().__init__(f"No lock held by {holder} for transaction with key {key}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Also LeaseLostError's: it takes the same arguments.
+        return _rebuild, (type(self), (self.key, self.holder), {}), self.__dict__
 
 
 class LeaseLostError(LockNotHeldError):

@@ -65,7 +65,7 @@ from pydantic import (
 from pydantic.errors import PydanticSchemaGenerationError
 from pydantic_core import InitErrorDetails, to_jsonable_python
 
-from sqlresults.errors import UnknownSerializerError
+from sqlresults.errors import SerializerUnavailableError, UnknownSerializerError
 
 __all__ = [
     "CompressedJSONSerializer",
@@ -415,27 +415,23 @@ class UnknownSerializer(Serializer):
     def __new__(cls, **data: Any) -> Self:
         return object.__new__(cls)
 
-    def _unavailable(self) -> UnknownSerializerError:
-        return UnknownSerializerError(
-            f"Serializer {self.type!r} is not available in this environment, so "
-            "(de)serialization cannot be performed. Install or import the package that defines it."
-        )
-
     def dumps(self, obj: Any) -> bytes:
         """Refuse to encode.
 
         Raises:
-            UnknownSerializerError: always.
+            SerializerUnavailableError: always (a RuntimeError with Prefect's message, and an
+                UnknownSerializerError).
         """
-        raise self._unavailable()
+        raise SerializerUnavailableError(self.type, "serialization")
 
     def loads(self, blob: bytes) -> Any:
         """Refuse to decode.
 
         Raises:
-            UnknownSerializerError: always.
+            SerializerUnavailableError: always (a RuntimeError with Prefect's message, and an
+                UnknownSerializerError).
         """
-        raise self._unavailable()
+        raise SerializerUnavailableError(self.type, "deserialization")
 
 
 class PickleSerializer(Serializer):

@@ -240,6 +240,12 @@ class BaseTransaction:
             return default
         raise ValueError(f"Could not retrieve value for unknown key: {name}")
 
+    @classmethod
+    def get_active(cls) -> BaseTransaction | None:
+        """The innermost open transaction of this context, sync or async, whichever class
+        asks: :func:`get_transaction` under Prefect's other name for it."""
+        return get_transaction()
+
     def get_parent(self) -> BaseTransaction | None:
         """The enclosing transaction (while open), else the current one of this context."""
         if self._token is not None:

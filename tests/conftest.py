@@ -18,14 +18,17 @@ examples.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
+from threads import join, run_in_thread
 
 from sqlresults.database import Database
 from sqlresults.results import ResultStore
@@ -49,6 +52,7 @@ settings.load_profile(
 )
 
 BACKENDS = ["sqlite", "postgresql"]
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -63,6 +67,24 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds``."""
         self.now += seconds
+
+
+def run_async(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``scenario()`` on a fresh event loop in a helper thread, with the hang guard, so a
+    regression that blocks the loop fails instead of hanging (the suite has no async plugin)."""
+    outcome: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(asyncio.run(scenario()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    join(run_in_thread(target))
+    if errors:
+        raise errors[0]
+    return outcome[0]
 
 
 @pytest.fixture(autouse=True)

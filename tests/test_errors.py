@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import sqlresults.errors as errors_module
@@ -24,36 +26,38 @@ from sqlresults.errors import (
     SchemaOutOfDateError,
     SelfDeadlockError,
     SerializationError,
+    SerializerUnavailableError,
     SQLResultsError,
     StorageError,
     StorageUnavailableError,
     UnknownSerializerError,
 )
 
-# The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtin
-# it also derives from (None: only the sqlresults parent).
-TREE: list[tuple[type[BaseException], type[BaseException], type[BaseException] | None]] = [
-    (InvalidArgumentError, SQLResultsError, ValueError),
-    (InvalidKeyError, InvalidArgumentError, ValueError),
-    (InvalidExpirationError, InvalidArgumentError, ValueError),
-    (RecordNotFoundError, SQLResultsError, KeyError),
-    (SerializationError, SQLResultsError, None),
-    (UnknownSerializerError, SerializationError, ValueError),
-    (InvalidEnvelopeError, SerializationError, ValueError),
-    (IntegrityError, SQLResultsError, None),
-    (LockError, SQLResultsError, None),
-    (LockHeldByOtherError, LockError, RuntimeError),
-    (LockNotHeldError, LockError, ValueError),
-    (LeaseLostError, LockNotHeldError, ValueError),
-    (LockTimeoutError, LockError, TimeoutError),
-    (SelfDeadlockError, LockTimeoutError, TimeoutError),
-    (EventLoopBlockingError, LockError, RuntimeError),
-    (StorageError, SQLResultsError, None),
-    (SchemaOutOfDateError, StorageError, None),
-    (StorageUnavailableError, StorageError, OSError),
-    (ReadOnlyStorageError, StorageUnavailableError, PermissionError),
-    (DamagedDatabaseError, StorageUnavailableError, OSError),
-    (ConfigurationError, SQLResultsError, ValueError),
+# The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtins
+# it also derives from (empty: only the sqlresults parent).
+TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseException], ...]]] = [
+    (InvalidArgumentError, SQLResultsError, (ValueError,)),
+    (InvalidKeyError, InvalidArgumentError, (ValueError,)),
+    (InvalidExpirationError, InvalidArgumentError, (ValueError,)),
+    (RecordNotFoundError, SQLResultsError, (KeyError,)),
+    (SerializationError, SQLResultsError, ()),
+    (UnknownSerializerError, SerializationError, (ValueError,)),
+    (SerializerUnavailableError, UnknownSerializerError, (ValueError, RuntimeError)),
+    (InvalidEnvelopeError, SerializationError, (ValueError,)),
+    (IntegrityError, SQLResultsError, ()),
+    (LockError, SQLResultsError, ()),
+    (LockHeldByOtherError, LockError, (RuntimeError,)),
+    (LockNotHeldError, LockError, (ValueError,)),
+    (LeaseLostError, LockNotHeldError, (ValueError,)),
+    (LockTimeoutError, LockError, (TimeoutError,)),
+    (SelfDeadlockError, LockTimeoutError, (TimeoutError,)),
+    (EventLoopBlockingError, LockError, (RuntimeError,)),
+    (StorageError, SQLResultsError, ()),
+    (SchemaOutOfDateError, StorageError, ()),
+    (StorageUnavailableError, StorageError, (OSError,)),
+    (ReadOnlyStorageError, StorageUnavailableError, (PermissionError,)),
+    (DamagedDatabaseError, StorageUnavailableError, (OSError,)),
+    (ConfigurationError, SQLResultsError, (ValueError,)),
 ]
 
 # Builtins a caller might catch; an error must derive from exactly the ones the tree gives it.
@@ -66,20 +70,20 @@ class TestTree:
         assert SQLResultsError.__bases__ == (Exception,)
 
     @pytest.mark.parametrize(
-        ("error", "parent", "builtin"), TREE, ids=[error.__name__ for error, _, _ in TREE]
+        ("error", "parent", "builtins"), TREE, ids=[error.__name__ for error, _, _ in TREE]
     )
-    def test_each_error_has_its_parent_and_builtin(
+    def test_each_error_has_its_parent_and_builtins(
         self,
         error: type[BaseException],
         parent: type[BaseException],
-        builtin: type[BaseException] | None,
+        builtins: tuple[type[BaseException], ...],
     ) -> None:
-        """Each error derives from its parent in the drawn tree and from its builtin, and from
+        """Each error derives from its parent in the drawn tree and from its builtins, and from
         no other builtin a caller might catch by mistake."""
         assert issubclass(error, parent)
         assert issubclass(error, SQLResultsError)
         for other in BUILTINS:
-            expected = builtin is not None and issubclass(builtin, other)
+            expected = any(issubclass(builtin, other) for builtin in builtins)
             assert issubclass(error, other) is expected, other
 
     def test_tree_covers_every_exported_error(self) -> None:
@@ -109,6 +113,17 @@ class TestMessages:
         )
         assert error.key == "k/1"
 
+    @pytest.mark.parametrize("operation", ["serialization", "deserialization"])
+    def test_serializer_unavailable_uses_prefects_message(self, operation: str) -> None:
+        """SerializerUnavailableError says what Prefect's UnknownSerializer says, then how to
+        fix it, and keeps the type and the operation."""
+        error = SerializerUnavailableError("custom", operation)
+        assert str(error) == (
+            f"Serializer 'custom' is not available in this environment, so {operation} cannot "
+            "be performed. Install or import the package that defines it."
+        )
+        assert (error.serializer_type, error.operation) == ("custom", operation)
+
     def test_record_not_found_str_has_no_quotes_around_it(self) -> None:
         """str(RecordNotFoundError) is the plain message, not KeyError's quoted repr."""
         error = RecordNotFoundError("my-key", "ns")
@@ -128,3 +143,30 @@ class TestMessages:
         """Code written against a mapping catches a missing record with except KeyError."""
         with pytest.raises(KeyError):
             raise RecordNotFoundError("k")
+
+
+# Errors whose __init__ takes more than a message, built as sqlresults raises them.
+EXAMPLES: dict[type[BaseException], BaseException] = {
+    RecordNotFoundError: RecordNotFoundError("k", "ns", expired=True),
+    SerializerUnavailableError: SerializerUnavailableError("custom", "deserialization"),
+    LockHeldByOtherError: LockHeldByOtherError("k"),
+    LockNotHeldError: LockNotHeldError("k", "holder1"),
+    LeaseLostError: LeaseLostError("k", "holder1"),
+}
+
+
+class TestPickling:
+    @pytest.mark.parametrize("error", [error for error, _, _ in TREE], ids=lambda e: e.__name__)
+    def test_every_error_survives_pickling(self, error: type[BaseException]) -> None:
+        """Every error unpickles to one of its class with the same message and attributes, as
+        it must when a process pool worker raises it (concurrent.futures pickles the error
+        back to the caller). Before the fix LockNotHeldError and LeaseLostError could not be
+        unpickled ("missing 1 required positional argument: 'holder'"), which broke the whole
+        pool (BrokenProcessPool), and RecordNotFoundError and LockHeldByOtherError came back
+        with their message wrapped in a second one."""
+        original = EXAMPLES.get(error) or error("the message")
+        restored = pickle.loads(pickle.dumps(original))
+        assert type(restored) is error
+        assert str(restored) == str(original)
+        assert restored.args == original.args
+        assert vars(restored) == vars(original)

@@ -15,14 +15,14 @@ Not ported, and why:
   store of a process shares its locks. A ``SQLLockManager`` is an ordinary object; what the
   singleton is for, shared locks, comes from the database and is ported as
   ``TestSharedLocks::test_managers_on_one_database_share_locks``.
-- ``Memory::test_serialize_with_no_locks``, ``::test_serialize_with_active_locks_logs_warning``,
-  ``::test_deserialized_manager_get_singleton_lock_information``,
-  ``::test_manager_has_no_lock_information_when_deserialized_in_new_process``,
-  ``::test_manager_has_lock_information_when_deserialized_in_new_process_with_fork`` and
-  ``::test_singleton_behavior_after_deserialization``: they test how an in-memory manager loses
-  (or, after a fork, keeps) its locks when pickled. SQL locks live in the database, so nothing
-  is lost; making stores and lock managers picklable is separate work in this issue, whose
-  tests cover it.
+- ``Memory::test_manager_has_no_lock_information_when_deserialized_in_new_process`` (spawn)
+  and ``::test_manager_has_lock_information_when_deserialized_in_new_process_with_fork``: a
+  real second process is ``tests/test_locking.py::TestPickling::
+  test_a_spawned_worker_takes_a_lock_the_parent_sees``, not repeated here; its outcome is the
+  same however the process starts (the locks are rows), and forking a process with open
+  database connections is not something sqlresults supports. ``TestPickling`` below ports
+  what they expect of the unpickled manager, through real ``pickle`` round trips (Prefect uses
+  cloudpickle, which pickles these classes the same way).
 - ``FileSystem`` fixtures (``store``: a lock files directory, ``clock``: a patched ``now``):
   replaced by the ``manager`` and ``clocked_manager`` fixtures below.
 """
@@ -30,6 +30,8 @@ Not ported, and why:
 from __future__ import annotations
 
 import asyncio
+import logging
+import pickle
 import queue
 from uuid import uuid4
 
@@ -40,6 +42,7 @@ from threads import join, run_in_thread
 from sqlresults.database import Database
 from sqlresults.locking import SQLLockManager
 from sqlresults.results import ResultStore
+from sqlresults.transactions import IsolationLevel, transaction
 
 
 @pytest.fixture
@@ -333,3 +336,153 @@ class TestSharedLocks:
         assert not second.acquire_lock(key, holder="holder2", acquire_timeout=0)
         first.release_lock(key, holder="holder1")
         assert not second.is_locked(key)
+
+
+class TestPickling:
+    def test_serialize_with_no_locks(self, manager: SQLLockManager) -> None:
+        """A lock manager holding no locks pickles and unpickles to a lock manager on the same
+        database and namespace.
+
+        Prefect: tests/test_locking.py::Memory::test_serialize_with_no_locks
+        """
+        deserialized = pickle.loads(pickle.dumps(manager))
+        assert isinstance(deserialized, SQLLockManager)
+        assert deserialized.database.is_same_database(manager.database)
+        assert deserialized.namespace == manager.namespace
+
+    def test_serialize_with_active_locks_keeps_them(
+        self, manager: SQLLockManager, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Pickling a lock manager that holds a lock warns of nothing and loses nothing: the
+        unpickled manager sees the lock and its holder. Difference from Prefect (README
+        "stores across processes"): a MemoryLockManager warns "Lock information will not be
+        available after deserialization" and, in another process, has lost its locks; SQL
+        locks are rows in the database, which travels as its URL.
+
+        Prefect: tests/test_locking.py::Memory::test_serialize_with_active_locks_logs_warning,
+        ::Memory::test_manager_has_no_lock_information_when_deserialized_in_new_process
+        """
+        key = str(uuid4())
+        assert manager.acquire_lock(key, holder="holder1")
+        assert manager.is_locked(key)
+
+        caplog.set_level(logging.DEBUG)
+        deserialized = pickle.loads(pickle.dumps(manager))
+
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert deserialized.is_locked(key)
+        assert deserialized.is_lock_holder(key, holder="holder1")
+
+    def test_deserialized_manager_get_singleton_lock_information(
+        self, manager: SQLLockManager
+    ) -> None:
+        """The unpickled manager, on connections of its own (not the original's Database
+        object), knows the locks taken before pickling, and a release through it frees the key
+        for the original.
+
+        Prefect: tests/test_locking.py::Memory::
+        test_deserialized_manager_get_singleton_lock_information
+        """
+        key = str(uuid4())
+        assert manager.acquire_lock(key, holder="holder1")
+        assert manager.is_locked(key)
+        assert manager.is_lock_holder(key, holder="holder1")
+
+        deserialized = pickle.loads(pickle.dumps(manager))
+
+        assert deserialized.database is not manager.database
+        assert deserialized.is_locked(key)
+        assert deserialized.is_lock_holder(key, holder="holder1")
+        deserialized.release_lock(key, holder="holder1")
+        assert not manager.is_locked(key)
+
+    def test_singleton_behavior_after_deserialization(self, manager: SQLLockManager) -> None:
+        """Pickling and unpickling leave the original manager's locks in place, and the
+        unpickled manager takes new locks that the original respects. (The singleton part,
+        ``deserialized is MemoryLockManager()``, does not apply: see ``test_singleton`` in the
+        module docstring.)
+
+        Prefect: tests/test_locking.py::Memory::test_singleton_behavior_after_deserialization
+        """
+        key = str(uuid4())
+        assert manager.acquire_lock(key, holder="holder1")
+
+        serialized = pickle.dumps(manager)
+        assert manager.is_locked(key)
+
+        deserialized = pickle.loads(serialized)
+        assert manager.is_locked(key)
+
+        key2 = str(uuid4())
+        assert deserialized.acquire_lock(key2, holder="holder2")
+        assert deserialized.is_locked(key2)
+        assert manager.is_lock_holder(key2, holder="holder2")
+        assert not manager.acquire_lock(key2, holder="holder1", acquire_timeout=0)
+
+    def test_pickle_unpickle_and_use_lock_manager(
+        self, clocked_manager: SQLLockManager, clock: FakeClock
+    ) -> None:
+        """An unpickled manager works, sync and async: it acquires, is the holder, releases;
+        re-acquires its own lock; and the lease it gives a lock runs out on time, after which
+        another holder takes the key.
+
+        Prefect: src/integrations/prefect-redis/tests/test_locking.py::
+        test_pickle_unpickle_and_use_lock_manager (Redis keeps its locks on the server too)
+        """
+        unpickled_manager: SQLLockManager = pickle.loads(pickle.dumps(clocked_manager))
+        # A database with a clock of its own unpickles to a new Database object (closed below).
+        assert unpickled_manager.database is not clocked_manager.database
+        try:
+            sync_key = str(uuid4())
+            assert unpickled_manager.acquire_lock(
+                sync_key, holder="sync_pickle_holder", acquire_timeout=1, hold_timeout=5
+            )
+            assert unpickled_manager.is_lock_holder(sync_key, "sync_pickle_holder")
+            unpickled_manager.release_lock(sync_key, "sync_pickle_holder")
+            assert not unpickled_manager.is_locked(sync_key)
+
+            async_key = str(uuid4())
+
+            async def acquire(holder: str) -> bool:
+                return await unpickled_manager.aacquire_lock(
+                    async_key, holder=holder, acquire_timeout=1, hold_timeout=10
+                )
+
+            assert asyncio.run(acquire("async_pickle_holder"))
+            # re-acquiring its own lock succeeds
+            assert asyncio.run(acquire("async_pickle_holder"))
+            assert not clocked_manager.acquire_lock(async_key, "new_holder", acquire_timeout=0)
+            # the lease runs out (on the fake clock, which the original manager follows)
+            clock.advance(11)
+            assert clocked_manager.acquire_lock(async_key, "new_holder", acquire_timeout=0)
+            assert unpickled_manager.is_lock_holder(async_key, "new_holder")
+        finally:
+            unpickled_manager.database.close()
+
+    def test_unpickled_store_locks_for_its_transactions(self, store: ResultStore) -> None:
+        """A store that went through pickle keeps locking: a SERIALIZABLE transaction on the
+        unpickled store holds the key's lock as the original store sees it, a write by another
+        holder is refused with Prefect's message while it is open, and its commit writes the
+        value and frees the key. Difference from Prefect (README "stores across processes"):
+        a store with a MemoryLockManager loses its locks in another process.
+
+        Prefect: no test of its own; what test_serialize_with_active_locks_logs_warning warns
+        about, for a ResultStore's lock manager.
+        """
+        key = str(uuid4())
+        unpickled_store: ResultStore = pickle.loads(pickle.dumps(store))
+
+        with transaction(
+            key=key,
+            store=unpickled_store,
+            isolation_level=IsolationLevel.SERIALIZABLE,
+            lock_timeout=60,  # a hang guard: the key is free
+        ) as txn:
+            assert store.is_lock_holder(key, holder=txn.holder)
+            with pytest.raises(RuntimeError, match="because it is locked by another holder"):
+                store.write(key=key, obj="other", holder="holder2")
+            txn.stage({"test": "value"})
+
+        assert txn.is_committed()
+        assert not store.is_locked(key)
+        assert store.read(key).result == {"test": "value"}

@@ -17,6 +17,8 @@ Not ported, and why:
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -77,6 +79,31 @@ class TestResultRecord:
 
         assert metadata.serializer.type == "custom"
         assert metadata.serializer.foo == "bar"  # type: ignore[attr-defined]
+
+    def test_result_of_an_unavailable_serializer_raises_runtime_error(self) -> None:
+        """A record envelope whose serializer type is unknown here cannot be deserialized: the
+        serializer's loads raises RuntimeError with Prefect's message, as in Prefect, where
+        ``ResultRecord.deserialize`` calls ``UnknownSerializer.loads``.
+
+        Prefect: tests/results/test_result_record.py::TestResultRecord::
+        test_result_record_metadata_tolerates_unknown_serializer_types ("the tolerance is for
+        inspection only", src/prefect/AGENTS.md)
+        """
+        record = ResultRecord(
+            result="The results are in...",
+            metadata=ResultRecordMetadata(
+                storage_key="my-storage-key", serializer=JSONSerializer()
+            ),
+        )
+        envelope = json.loads(record.serialize())
+        envelope["metadata"]["serializer"] = {"type": "custom", "foo": "bar"}
+
+        prefects_message = (
+            "Serializer 'custom' is not available in this environment, so deserialization "
+            "cannot be performed."
+        )
+        with pytest.raises(RuntimeError, match=re.escape(prefects_message)):
+            ResultRecord.deserialize(json.dumps(envelope).encode())
 
     @pytest.mark.parametrize(
         "serializer_payload",

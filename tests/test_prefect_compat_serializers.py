@@ -33,11 +33,13 @@ import orjson
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
+from sqlresults.errors import UnknownSerializerError
 from sqlresults.serializers import (
     CompressedSerializer,
     JSONSerializer,
     PickleSerializer,
     Serializer,
+    UnknownSerializer,
     json_object_decoder,
     json_object_encoder,
 )
@@ -202,6 +204,30 @@ class TestBaseSerializer:
         """
         with pytest.raises(ValidationError, match="type"):
             Serializer(type="a-custom-serializer", foo="bar")
+
+
+class TestUnknownSerializer:
+    @pytest.mark.parametrize(
+        ("method", "work"), [("dumps", "serialization"), ("loads", "deserialization")]
+    )
+    def test_unavailable_serializer_raises_runtime_error(self, method: str, work: str) -> None:
+        """Encoding or decoding with a serializer whose type is not available here (a spec read
+        from storage) raises a RuntimeError with Prefect's message, so ``except RuntimeError``
+        written for Prefect catches it; it is also an UnknownSerializerError, so code written
+        for sqlresults (``except SerializationError`` or ``except ValueError``) does too.
+
+        Prefect: src/prefect/serializers.py UnknownSerializer.dumps and .loads (reference §2;
+        Prefect has no test of its own for them)
+        """
+        serializer = Serializer.from_spec({"type": "custom", "foo": "bar"}, allow_unknown=True)
+        assert isinstance(serializer, UnknownSerializer)
+        with pytest.raises(RuntimeError) as caught:
+            getattr(serializer, method)(b"payload")
+        assert str(caught.value).startswith(
+            f"Serializer 'custom' is not available in this environment, so {work} cannot be "
+            "performed."
+        )
+        assert isinstance(caught.value, UnknownSerializerError)
 
 
 class TestPickleSerializer:

@@ -22,7 +22,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from strategies import Measurement, exceptions, json_values, picklable_values
 
-from sqlresults.errors import SerializationError, UnknownSerializerError
+from sqlresults.errors import (
+    SerializationError,
+    SerializerUnavailableError,
+    UnknownSerializerError,
+)
 from sqlresults.serializers import (
     CompressedJSONSerializer,
     CompressedPickleSerializer,
@@ -403,15 +407,19 @@ class TestUnknownSerializer:
         with pytest.raises(UnknownSerializerError):
             Serializer(type="test-never-registered")
 
-    @pytest.mark.parametrize("method", ["dumps", "loads"])
-    def test_cannot_encode_or_decode(self, method: str) -> None:
-        """dumps and loads raise UnknownSerializerError saying the serializer is unavailable."""
+    @pytest.mark.parametrize(
+        ("method", "operation"), [("dumps", "serialization"), ("loads", "deserialization")]
+    )
+    def test_cannot_encode_or_decode(self, method: str, operation: str) -> None:
+        """dumps and loads raise SerializerUnavailableError (an UnknownSerializerError and a
+        RuntimeError) saying the serializer is unavailable for that operation."""
         serializer = UnknownSerializer(type="custom")
-        with pytest.raises(UnknownSerializerError) as caught:
+        with pytest.raises(SerializerUnavailableError) as caught:
             getattr(serializer, method)(b"x")
+        assert isinstance(caught.value, UnknownSerializerError)
         assert str(caught.value) == (
-            "Serializer 'custom' is not available in this environment, so (de)serialization "
-            "cannot be performed. Install or import the package that defines it."
+            f"Serializer 'custom' is not available in this environment, so {operation} cannot "
+            "be performed. Install or import the package that defines it."
         )
 
 

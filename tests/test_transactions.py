@@ -18,12 +18,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, run_async
 from threads import JOIN_TIMEOUT, join, run_in_thread
 
 from sqlresults.database import Database
@@ -53,7 +52,6 @@ from sqlresults.transactions import (
 SERIALIZABLE = IsolationLevel.SERIALIZABLE
 READ_COMMITTED = IsolationLevel.READ_COMMITTED
 TXN_LOGGER = "sqlresults.transactions"
-T = TypeVar("T")
 
 
 class BoomError(Exception):
@@ -1163,24 +1161,8 @@ class TestLockManagerType:
 #
 # Prefect's behaviours 23-44 in async form (AsyncTransaction / atransaction), and the fix for
 # sync transactions that hung the event loop. Every scenario runs under asyncio.run inside a
-# hang guard (``run_async``), so a regression that blocks the loop fails instead of hanging.
-
-
-def run_async(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``scenario()`` on a fresh event loop in a helper thread, with the hang guard."""
-    outcome: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            outcome.append(asyncio.run(scenario()))
-        except BaseException as exc:
-            errors.append(exc)
-
-    join(run_in_thread(target))
-    if errors:
-        raise errors[0]
-    return outcome[0]
+# hang guard (``run_async``, from conftest.py), so a regression that blocks the loop fails
+# instead of hanging.
 
 
 async def heartbeat(beats: list[float], stop: asyncio.Event) -> None:
