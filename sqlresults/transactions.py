@@ -4,7 +4,7 @@ A transaction on a key decides whether a result must be computed::
 
     with transaction(key="expensive-step", store=store,
                      isolation_level=IsolationLevel.SERIALIZABLE) as txn:
-        if txn.is_committed():        # someone already computed it (checked after the lock)
+        if txn.is_committed():        # computed already (a miss is checked again under the lock)
             value = txn.read().result
         else:
             value = compute()         # one process or thread per key at a time
