@@ -15,7 +15,10 @@ nowhere else. "Busy" errors (SQLite's write lock, PostgreSQL serialization failu
 deadlocks) are retried with jittered exponential backoff for up to ``busy_timeout`` seconds, and a
 dropped PostgreSQL connection (one the driver reports broken) is reopened once; everything else is
 raised at once. A value the driver refuses to send (a NUL in PostgreSQL text, a lone surrogate) is
-bad input, ``InvalidArgumentError``, and leaves the connections alone.
+bad input, ``InvalidArgumentError``, and leaves the connections alone. Lock waits ride out longer
+outages themselves (:meth:`Database.is_outage` tells an outage apart; see
+:mod:`sqlresults.locking`), and the connection a waiter LISTENs on is reopened after it drops
+(:meth:`Database.wakeups`).
 
 Schema. The first connection a process opens checks the schema revision; an old or missing
 schema is upgraded when auto-migration is on and refused with :class:`SchemaOutOfDateError`
@@ -366,7 +369,14 @@ class Database:
 
         On PostgreSQL the waiter LISTENs (on a pooled connection, for the duration of the block)
         for lock releases, so ``pause(seconds)`` returns as soon as the lock it waits for is
-        released. Elsewhere, or if listening fails, ``pause`` is ``time.sleep``: waiters poll.
+        released. Elsewhere ``pause`` is ``time.sleep``: waiters poll.
+
+        Listening is an optimisation (polling alone is correct), so ``pause`` raises no database
+        error. When the listening connection drops (a server restart, an ended session), the
+        pause listens again on a fresh connection and returns at once: a release announced
+        while nobody listened is found only by the waiter's next check. While the database
+        cannot be reached, or if it refuses LISTEN, ``pause`` sleeps (and the waiter's checks
+        report the outage).
 
         Args:
             payload: The announcement to wake up for
@@ -379,23 +389,11 @@ class Database:
         if channel is None:
             yield time.sleep
             return
+        listener = _Listener(self, channel, payload)
         try:
-            proxy = self._open_connection()
-            connection = proxy.dbapi_connection
-            connection.execute(f"LISTEN {channel}")
-        except Exception:  # listening is an optimisation; polling alone is still correct
-            yield time.sleep
-            return
-        dialect = self.dialect
-        try:
-            yield lambda seconds: dialect.wait_for_notification(connection, payload, seconds)
+            yield listener.pause
         finally:
-            # UNLISTEN before the connection goes back to the pool; one that cannot is closed.
-            try:
-                connection.execute(f"UNLISTEN {channel}")
-            except Exception:
-                proxy.invalidate()
-            proxy.close()
+            listener.close()
 
     # -- connections -----------------------------------------------------------------------
     #
@@ -568,7 +566,12 @@ class Database:
 
     def _open_connection(self) -> Any:
         """Open (SQLite) or check out (PostgreSQL) a connection, retrying while the database is
-        busy, and return SQLAlchemy's proxy for it."""
+        busy, and return SQLAlchemy's proxy for it.
+
+        Raises:
+            StorageUnavailableError: The database stayed busy for ``busy_timeout`` seconds or
+                cannot be reached (or another translated error, e.g. an unusable SQLite path).
+        """
         wait = self._busy_backoff()
         path = self.dialect.sqlite_path
         if path is not None and not self.dialect.read_only:
@@ -584,7 +587,11 @@ class Database:
         while True:
             try:
                 return self.engine.raw_connection()
-            except SQLAlchemyError as exc:
+            except Exception as exc:
+                # Unlike Engine.connect(), raw_connection() lets the driver's own errors
+                # through (a server that refuses connections): translate those too.
+                if not self._is_driver_error(exc):
+                    raise
                 orig = getattr(exc, "orig", None) or exc
                 busy = self.dialect.is_busy(orig)
                 if busy and not wait.expired():
@@ -737,6 +744,22 @@ class Database:
                 "too long. Raise SQLRESULTS_BUSY_TIMEOUT or shorten the other transactions."
             )
         return StorageUnavailableError(f"The result database {where} failed: {detail}")
+
+    def is_outage(self, error: BaseException) -> bool:
+        """Whether ``error``, raised by an operation of this database, is an outage: the server
+        could not be reached, or dropped the connection and could not be reached again. An
+        outage may end by itself (a restart, a failover), unlike a database that stayed busy,
+        refuses writes, is damaged or refused the statement.
+
+        Args:
+            error: An exception raised by this Database.
+        """
+        # Not its subclasses: a read-only or damaged database does not heal by waiting.
+        if type(error) is not StorageUnavailableError:
+            return False
+        cause = error.__cause__
+        orig = getattr(cause, "orig", None) or cause
+        return orig is not None and self._is_driver_error(orig) and self.dialect.is_disconnect(orig)
 
     def _unusable_location(self, problem: str, *, read_only: bool = False) -> SQLResultsError:
         """The error for a SQLite path that cannot hold a database, saying what to do."""
@@ -983,6 +1006,91 @@ class _SecretsHiddenURL(URL):
     def __hash__(self) -> int:
         # Equal to a plain URL's hash, as the two compare equal.
         return hash(self.render_as_string())
+
+
+class _Listener:
+    """A pooled PostgreSQL connection that LISTENs for one waiter (see
+    :meth:`Database.wakeups`), opened again after it drops."""
+
+    def __init__(self, database: Database, channel: str, payload: str) -> None:
+        self._database = database
+        self._channel = channel
+        self._payload = payload
+        self._proxy: Any = None
+        self._pool: Any = None  # the engine's pool when the connection was checked out
+        # LISTEN failed on a healthy connection (a hot standby refuses it): poll only.
+        self._refused = False
+        self._listen()
+
+    def pause(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the announcement (see :meth:`Database.wakeups`)."""
+        deadline = time.monotonic() + seconds
+        proxy = self._proxy
+        if proxy is not None:
+            connection = proxy.dbapi_connection
+            try:
+                self._database.dialect.wait_for_notification(connection, self._payload, seconds)
+                return
+            except Exception as exc:
+                if not self._database._is_driver_error(exc):
+                    raise
+                # Only a dropped connection is worth replacing; listening again on others
+                # would fail the same way at every pause.
+                self._refused = not self._database.dialect.is_disconnect(exc, connection)
+                self._proxy = None
+                with suppress(Exception):  # the connection is broken already
+                    proxy.invalidate()
+                proxy.close()
+        if not self._refused and self._listen():
+            return  # the waiter checks now: a release may have gone unheard meanwhile
+        time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def _listen(self) -> bool:
+        """Check out a connection and LISTEN on it; False if that cannot be done now.
+
+        A pooled connection found dropped means the server restarted or ended sessions, so
+        every pooled connection is suspect: start afresh once, as operations do
+        (:meth:`Database._recover`).
+        """
+        database = self._database
+        for fresh in (False, True):
+            self._pool = database.engine.pool  # before the checkout: see close()
+            try:
+                proxy = database._open_connection()
+            except SQLResultsError:
+                return False  # cannot be reached now: the next pause tries again
+            connection = proxy.dbapi_connection
+            try:
+                connection.execute(f"LISTEN {self._channel}")
+            except Exception as exc:
+                proxy.invalidate()
+                proxy.close()
+                if not database.dialect.is_disconnect(exc, connection):
+                    self._refused = True
+                    return False
+                if not fresh:
+                    database._discard_connections()
+                continue
+            self._proxy = proxy
+            return True
+        return False
+
+    def close(self) -> None:
+        """Stop listening and give the connection back to the pool."""
+        proxy, self._proxy = self._proxy, None
+        if proxy is None:
+            return
+        if self._pool is not self._database.engine.pool:
+            # An operation discarded the pool while this connection listened (it found the
+            # server restarted): given back to that pool, it would stay open, unused.
+            proxy.invalidate()
+        else:
+            # UNLISTEN before the connection goes back to the pool; one that cannot is closed.
+            try:
+                proxy.dbapi_connection.execute(f"UNLISTEN {self._channel}")
+            except Exception:
+                proxy.invalidate()
+        proxy.close()
 
 
 class _ConnectionLostError(Exception):

@@ -16,7 +16,11 @@ managers (reference §5):
   (or swept) since can never overwrite newer work (:class:`~sqlresults.errors.LeaseLostError`);
 - ``acquire_timeout=0`` tries once; waiting polls with a read (which never blocks SQLite's
   writer) and jittered exponential backoff, and takes the write lock only to acquire; on
-  PostgreSQL a release is announced with NOTIFY and waiters wake at once.
+  PostgreSQL a release is announced with NOTIFY and waiters wake at once;
+- a wait rides out an outage (a server restart, a dropped connection): it reconnects and goes
+  on waiting through up to ``SQLRESULTS_BUSY_TIMEOUT`` seconds of outage, then raises
+  :class:`~sqlresults.errors.StorageUnavailableError`. An outage is never reported as "still
+  locked" (False) nor as "free" (see :class:`_Outage`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,7 +36,7 @@ from sqlresults import queries
 from sqlresults.backoff import Backoff
 from sqlresults.database import Database, resolve_database
 from sqlresults.dialects import release_payload
-from sqlresults.errors import LockNotHeldError
+from sqlresults.errors import LockNotHeldError, StorageUnavailableError
 from sqlresults.settings import get_settings
 from sqlresults.validation import (
     check_holder,
@@ -182,7 +187,10 @@ class SQLLockManager:
 
         Raises:
             InvalidArgumentError: A bad key, holder or timeout, or a lease of zero or less.
-            StorageUnavailableError: The database cannot be reached.
+            StorageUnavailableError: The database could not be reached for
+                ``SQLRESULTS_BUSY_TIMEOUT`` seconds of the wait, or when ``acquire_timeout``
+                ran out (whether the key is still locked is then unknown); or it failed
+                otherwise.
         """
         attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
         return self._poll(key, attempt, lambda: not self.is_locked(key), wait)
@@ -196,7 +204,7 @@ class SQLLockManager:
     ) -> bool:
         """Async form of :meth:`acquire_lock`; waiting does not block the event loop."""
         attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
-        return await _apoll(attempt, lambda: not self.is_locked(key), wait)
+        return await self._apoll(key, attempt, lambda: not self.is_locked(key), wait)
 
     def _acquire_attempt(
         self,
@@ -310,6 +318,11 @@ class SQLLockManager:
 
         Returns:
             True if the key is free (now or within ``timeout``), False otherwise.
+
+        Raises:
+            StorageUnavailableError: The database could not be reached for
+                ``SQLRESULTS_BUSY_TIMEOUT`` seconds of the wait, or when ``timeout`` ran out;
+                or it failed otherwise.
         """
         check_key(key)
         wait = _lock_backoff(check_timeout(timeout, "timeout"))
@@ -319,7 +332,7 @@ class SQLLockManager:
         """Async form of :meth:`wait_for_lock`."""
         check_key(key)
         wait = _lock_backoff(check_timeout(timeout, "timeout"))
-        return await _apoll(lambda: not self.is_locked(key), lambda: True, wait)
+        return await self._apoll(key, lambda: not self.is_locked(key), lambda: True, wait)
 
     def _poll(
         self,
@@ -334,18 +347,39 @@ class SQLLockManager:
         latest until the backoff's pause ends: a lease that runs out is announced by nobody)
         and only call ``attempt`` again once ``worth_trying`` (a cheap read) says it may
         succeed: attempts may be writes, and polling with writes would compete with real
-        writers for SQLite's single write lock.
+        writers for SQLite's single write lock. An outage is ridden out as :class:`_Outage`
+        says.
         """
-        if attempt():
+        outage = _Outage(self.database, key)
+        if outage.check(attempt):
             return True
         with self.database.wakeups(release_payload(self.namespace, key)) as pause:
             # Check again once listening: a release between the first attempt and the LISTEN
             # was announced to nobody.
-            while not (worth_trying() and attempt()):
+            while not outage.check(lambda: worth_trying() and attempt()):
                 if wait.expired():
-                    return False
+                    return outage.timed_out()
                 pause(wait.next_pause())
         return True
+
+    async def _apoll(
+        self,
+        key: str,
+        attempt: Callable[[], bool],
+        worth_trying: Callable[[], bool],
+        wait: Backoff,
+    ) -> bool:
+        """Async form of :meth:`_poll`: database calls run in a worker thread, and pauses are
+        plain sleeps (no LISTEN connection is held by a coroutine)."""
+        outage = _Outage(self.database, key)
+        if await asyncio.to_thread(outage.check, attempt):
+            return True
+        while True:
+            if wait.expired():
+                return outage.timed_out()
+            await asyncio.sleep(wait.next_pause())
+            if await asyncio.to_thread(outage.check, lambda: worth_trying() and attempt()):
+                return True
 
     def _params(self, key: str, holder: str) -> dict[str, Any]:
         key, holder = check_key(key), check_holder(holder)
@@ -355,6 +389,68 @@ class SQLLockManager:
             "holder": holder,
             "fence": _FENCES.fence(self._scope, key, holder),
         }
+
+
+class _Outage:
+    """How a lock wait treats an outage: the database cannot be reached (a server restart, a
+    failover, a dropped network; :meth:`~sqlresults.database.Database.is_outage`).
+
+    A check that fails with an outage counts as "not yet", and the wait goes on with its usual
+    pauses (each check reconnects). The outage is raised once it has lasted the database's
+    ``busy_timeout`` (``SQLRESULTS_BUSY_TIMEOUT``, default 30 s), counted from the start of
+    the first check that failed, and at once if the wait's own timeout runs out during it:
+    nobody knows then whether the key is still locked, so False would be a guess. Other errors
+    are raised at once.
+
+    Args:
+        database: The database the checks use.
+        key: The key waited for (named in the error).
+    """
+
+    def __init__(self, database: Database, key: str) -> None:
+        self._database = database
+        self._key = key
+        self._since: float | None = None
+        self._error: StorageUnavailableError | None = None
+
+    def check(self, condition: Callable[[], bool]) -> bool:
+        """Return ``condition()``, or False while the database is down.
+
+        Raises:
+            StorageUnavailableError: The outage has lasted ``busy_timeout`` seconds.
+        """
+        started = time.monotonic()
+        try:
+            result = condition()
+        except StorageUnavailableError as exc:
+            if not self._database.is_outage(exc):
+                raise
+            if self._since is None:
+                self._since = started
+            self._error = exc
+            lasted = time.monotonic() - self._since
+            if lasted >= self._database.busy_timeout:
+                raise StorageUnavailableError(
+                    f"{exc} A wait for the lock on {self._key!r} gave up after the database "
+                    f"stayed unreachable for {lasted:.3g} s (SQLRESULTS_BUSY_TIMEOUT)."
+                ) from exc
+            return False
+        self._since = self._error = None
+        return result
+
+    def timed_out(self) -> bool:
+        """What a wait returns when its timeout has run out: False, "still locked".
+
+        Raises:
+            StorageUnavailableError: The last check failed with an outage.
+        """
+        error = self._error
+        if error is not None:
+            raise StorageUnavailableError(
+                f"{error} A wait for the lock on {self._key!r} timed out while the database "
+                "was unreachable, so whether the key is still locked is unknown."
+            ) from error
+        return False
 
 
 class _FenceBook:
@@ -387,17 +483,3 @@ _FENCES = _FenceBook()
 
 def _lock_backoff(timeout: float | None) -> Backoff:
     return Backoff(timeout, first=_FIRST_POLL, cap=_MAX_POLL)
-
-
-async def _apoll(
-    attempt: Callable[[], bool], worth_trying: Callable[[], bool], wait: Backoff
-) -> bool:
-    """Async form of :meth:`SQLLockManager._poll`: database calls run in a worker thread, and
-    pauses are plain sleeps (no LISTEN connection is held by a coroutine)."""
-    if await asyncio.to_thread(attempt):
-        return True
-    while not wait.expired():
-        await asyncio.sleep(wait.next_pause())
-        if await asyncio.to_thread(lambda: worth_trying() and attempt()):
-            return True
-    return False

@@ -108,7 +108,8 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Seconds an operation keeps retrying while the database is busy (SQLite's write "
-            "lock, PostgreSQL serialization failures) before StorageUnavailableError."
+            "lock, PostgreSQL serialization failures) before StorageUnavailableError; also the "
+            "longest outage (server unreachable) a lock wait rides out."
         ),
     )
     memory_cache_size: int = Field(

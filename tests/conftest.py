@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -53,6 +55,10 @@ settings.load_profile(
 
 BACKENDS = ["sqlite", "postgresql"]
 T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+PG_SCRIPT = REPO / "scripts" / "pg"
+INITDB = Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin") / "initdb"
 
 
 class FakeClock:
@@ -232,3 +238,148 @@ def store(database: Database, namespace: str) -> ResultStore:
 def clocked_store(clocked_database: Database, namespace: str) -> ResultStore:
     """A :class:`ResultStore` whose time is ``clock``."""
     return ResultStore(result_storage=clocked_database, namespace=namespace)
+
+
+class OwnSessions:
+    """The server sessions (backends) of one test's own connections on the shared PostgreSQL
+    server, told apart by a unique ``application_name``: other tests share the server, so a test
+    that ends sessions must end only its own.
+
+    Args:
+        server_url: The shared test database's URL.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        server = make_url(server_url)
+        self.application_name = f"waiter-{uuid.uuid4().hex[:16]}"
+        #: The database's URL with this test's application_name (libpq reads it from the query).
+        self.url = server.update_query_dict(
+            {"application_name": self.application_name}
+        ).render_as_string(hide_password=False)
+        self._admin = _libpq_conninfo(server)
+
+    def _pids(self, where: str = "") -> set[int]:
+        import psycopg
+
+        with psycopg.connect(self._admin, autocommit=True) as connection:
+            rows = connection.execute(
+                f"SELECT pid FROM pg_stat_activity WHERE application_name = %s {where}",
+                [self.application_name],
+            ).fetchall()
+        return {int(pid) for (pid,) in rows}
+
+    def pids(self) -> set[int]:
+        """The process ids of this test's open sessions."""
+        return self._pids()
+
+    def listening(self) -> set[int]:
+        """The process ids of this test's sessions whose last statement was a LISTEN (a waiter
+        that listens for lock releases)."""
+        return self._pids("AND state = 'idle' AND query LIKE 'LISTEN %%'")
+
+    def terminate(self) -> set[int]:
+        """End every session of this test (``pg_terminate_backend``, what a server shutdown or
+        an administrator does) and return their process ids."""
+        import psycopg
+
+        with psycopg.connect(self._admin, autocommit=True) as connection:
+            # In the select list, not the WHERE clause: SQL does not promise to test the
+            # application name first, and other tests' sessions must survive.
+            rows = connection.execute(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                [self.application_name],
+            ).fetchall()
+        return {int(pid) for pid, _ in rows}
+
+
+@pytest.fixture
+def own_sessions(postgres_url: str) -> OwnSessions:
+    """This test's own sessions on the shared PostgreSQL server: connect through
+    ``own_sessions.url`` and end them with ``own_sessions.terminate()`` (PostgreSQL-only
+    tests)."""
+    return OwnSessions(postgres_url)
+
+
+class PrivateServer:
+    """A PostgreSQL server of the tests' own (``scripts/pg start``), which they may shut down
+    and start again; the shared server must never be restarted (other tests use it).
+
+    Args:
+        url: The URL ``scripts/pg start`` printed.
+        directory: The cluster directory.
+    """
+
+    def __init__(self, url: str, directory: Path) -> None:
+        self.url = url
+        self.directory = directory
+        self.running = True
+
+    def _pg(self, *args: str) -> None:
+        done = subprocess.run(
+            [str(PG_SCRIPT), *args, str(self.directory)],
+            env=_env_without_the_suite_cluster(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"scripts/pg {' '.join(args)} failed:\n{done.stderr}"
+
+    def down(self) -> None:
+        """Shut the server down (fast mode: every session is cut); it stays down until
+        :meth:`up`."""
+        self._pg("down")
+        self.running = False
+
+    def up(self) -> None:
+        """Start the server again, at the same URL."""
+        self._pg("up")
+        self.running = True
+
+
+def _env_without_the_suite_cluster() -> dict[str, str]:
+    # Inside `scripts/pg run` the suite's own cluster is in the environment: never touch it.
+    return {k: v for k, v in os.environ.items() if k != "SQLRESULTS_PG_DIR"}
+
+
+@pytest.fixture(scope="session")
+def _private_server() -> Iterator[PrivateServer]:
+    """One private PostgreSQL server per test process, migrated, deleted at the end."""
+    if not INITDB.exists() and not os.environ.get("SQLRESULTS_REQUIRE_POSTGRES"):
+        pytest.skip(f"PostgreSQL server binaries not installed ({INITDB} is missing)")
+    started = subprocess.run(
+        [str(PG_SCRIPT), "start"],
+        env=_env_without_the_suite_cluster(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert started.returncode == 0, f"scripts/pg start failed:\n{started.stderr}"
+    # Lines of the form: export NAME='value'
+    exports = dict(shlex.split(line)[1].split("=", 1) for line in started.stdout.splitlines())
+    url = exports["SQLRESULTS_TEST_POSTGRES_URL"]
+    server = PrivateServer(url, Path(exports["SQLRESULTS_PG_DIR"]))
+    try:
+        database = Database(url, auto_migrate=True)
+        database.ensure_schema()
+        database.close()
+        yield server
+    finally:
+        server._pg("stop")
+
+
+@pytest.fixture
+def private_server(_private_server: PrivateServer) -> Iterator[PrivateServer]:
+    """A migrated PostgreSQL server that the test may shut down (:meth:`PrivateServer.down`)
+    and start again; it is running when the test starts and is started again after it. Tests
+    using it are PostgreSQL-only (mark them ``postgres``) and, as they restart a server, ``slow``;
+    use ``namespace`` to keep them apart."""
+    yield _private_server
+    if not _private_server.running:
+        _private_server.up()

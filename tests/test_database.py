@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import OwnSessions
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from threads import join, run_in_thread, wait_until
 
 from sqlresults import queries
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
+from sqlresults.dialects import release_payload
 from sqlresults.errors import (
     ConfigurationError,
     DamagedDatabaseError,
@@ -33,6 +36,7 @@ from sqlresults.errors import (
     SchemaOutOfDateError,
     StorageUnavailableError,
 )
+from sqlresults.locking import SQLLockManager
 from sqlresults.results import ResultStore, StoreStats
 from sqlresults.schema import SCHEMA_REVISION, VERSION_TABLE
 
@@ -834,6 +838,81 @@ class TestBusySQLite:
             holder.join()
         assert not written(store, operation)
         assert store.stats() == StoreStats(records=0, payload_bytes=0, expired=0, locks_held=0)
+
+
+class TestOutages:
+    def test_an_unreachable_server_is_an_outage(self) -> None:
+        """An operation on a PostgreSQL server that nobody runs raises StorageUnavailableError,
+        and is_outage says it is an outage: one that may end by itself (no server needed)."""
+        database = Database(
+            "postgresql+psycopg://postgres@/db?host=/nonexistent-sqlresults-dir&port=1",
+            auto_migrate=False,
+        )
+        with pytest.raises(StorageUnavailableError) as caught:
+            database.fetchone(queries.clock, {})
+        assert database.is_outage(caught.value)
+
+    @pytest.mark.parametrize("case", ["stayed busy", "path is a directory", "read-only"])
+    def test_failures_that_waiting_does_not_cure_are_no_outage(
+        self, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A SQLite database that stayed busy for the busy timeout (already waited out), a
+        path that is a directory, or a directory that cannot be created (read-only): each
+        raises StorageUnavailableError (or its subclass), and none is an outage (SQLite-only)."""
+        monkeypatch.setenv("SQLRESULTS_BUSY_TIMEOUT", "0.05")
+        path = {
+            "stayed busy": tmp_path / "busy.db",
+            "path is a directory": tmp_path,
+            "read-only": Path("/sys/sqlresults-x/results.db"),
+        }[case]
+        store = ResultStore(result_storage=Database(path), namespace="ns")
+        locked, release = threading.Event(), threading.Event()
+        holder = None
+        if case == "stayed busy":
+            store.exists("k")  # creates the file
+            holder = run_in_thread(hold_write_lock, path, locked, release)
+            locked.wait()
+        try:
+            with pytest.raises(StorageUnavailableError) as caught:
+                store.write("v", key="k")
+        finally:
+            release.set()
+            if holder is not None:
+                join(holder)
+        assert not store.result_storage.is_outage(caught.value)
+
+
+@pytest.mark.postgres
+class TestWakeups:
+    """PostgreSQL only: SQLite has no LISTEN/NOTIFY (its pause is a sleep)."""
+
+    def test_a_pause_whose_session_is_ended_listens_again(
+        self, postgres_url: str, namespace: str, own_sessions: OwnSessions
+    ) -> None:
+        """The server ends the session a waiter listens on. The pause raises nothing: it
+        listens again on a new session and returns at once (so the waiter checks for a release
+        it may have missed), and the next pause, even an hour long, wakes at the release
+        announced on the new session."""
+        database = Database(own_sessions.url)
+        announcer = SQLLockManager(Database(postgres_url), namespace=namespace)
+        paused: list[str] = []
+
+        def pause_an_hour(pause: Any) -> None:
+            pause(3600.0)
+            paused.append("returned")
+
+        with database.wakeups(release_payload(namespace, "k")) as pause:
+            ended = own_sessions.terminate()
+            assert ended, "the waiter was not listening"
+            join(run_in_thread(pause_an_hour, pause))
+            assert paused == ["returned"]
+            wait_until(lambda: own_sessions.listening() - ended)
+            announcer.acquire_lock("k", "holder1")
+            announcer.release_lock("k", "holder1")
+            join(run_in_thread(pause_an_hour, pause))
+            assert paused == ["returned", "returned"]
+        database.close()
+        announcer.database.close()
 
 
 def public_queries() -> list[Any]:

@@ -14,19 +14,21 @@ import multiprocessing
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, OwnSessions, PrivateServer
 from helpers_processes import use_pickled_lock_manager
 from sqlalchemy import String, bindparam, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
-from threads import JOIN_TIMEOUT, join, run_in_thread
+from threads import JOIN_TIMEOUT, join, run_in_thread, wait_until
 
 from sqlresults import locking, queries
+from sqlresults.backoff import Backoff
 from sqlresults.database import Database
 from sqlresults.dialects import Dialect
 from sqlresults.errors import (
@@ -36,10 +38,12 @@ from sqlresults.errors import (
     LockHeldByOtherError,
     LockNotHeldError,
     RecordNotFoundError,
+    StorageUnavailableError,
 )
-from sqlresults.locking import LockManager, SQLLockManager
+from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
 from sqlresults.results import ResultStore
 from sqlresults.schema import locks
+from sqlresults.transactions import transaction
 
 # Hang guard for threads that wait on a lock: generous, never a measurement.
 
@@ -1041,3 +1045,230 @@ class TestPickling:
         assert taken is True
         assert manager.is_lock_holder("k", "worker")
         assert manager.acquire_lock("k", "parent", acquire_timeout=0) is False
+
+
+# -- waits through outages (PostgreSQL) ----------------------------------------------------------
+
+
+def outcome_of(call: Callable[[], Any]) -> Any:
+    """What ``call()`` returned, or the exception it raised: a waiter's fate, to assert on."""
+    try:
+        return call()
+    except Exception as exc:
+        return exc
+
+
+def _serializable_begin(store: ResultStore) -> Any:
+    """Open a SERIALIZABLE transaction on "k" (its begin waits for the lock) and return the
+    value it then finds written."""
+    with transaction(
+        "k", store, isolation_level=IsolationLevel.SERIALIZABLE, lock_timeout=JOIN_TIMEOUT
+    ) as txn:
+        record = txn.read()
+    return None if record is None else record.result
+
+
+# Waits on key "k" while "holder1" holds it, until it writes "computed" and releases: each
+# takes the waiter's store and returns what the waiter gets, and what it should get.
+WAITS: dict[str, tuple[Callable[[ResultStore], Any], Any]] = {
+    "acquire_lock": (
+        lambda store: store.lock_manager.acquire_lock("k", "waiter", acquire_timeout=60),
+        True,
+    ),
+    "wait_for_lock": (lambda store: store.wait_for_lock("k", timeout=60), True),
+    "read": (lambda store: store.read("k", holder="waiter").result, "computed"),
+    "SERIALIZABLE transaction": (_serializable_begin, "computed"),
+    "aacquire_lock": (
+        lambda store: asyncio.run(store.lock_manager.aacquire_lock("k", "waiter", 60)),
+        True,
+    ),
+    "await_for_lock": (lambda store: asyncio.run(store.await_for_lock("k", timeout=60)), True),
+}
+SYNC_WAITS = ["acquire_lock", "wait_for_lock", "read", "SERIALIZABLE transaction"]
+ASYNC_WAITS = ["aacquire_lock", "await_for_lock"]
+
+
+def write_and_release(holder: ResultStore) -> None:
+    """What "holder1" does when it is done with "k"."""
+    holder.write("computed", key="k", holder="holder1")
+    holder.release_lock("k", holder="holder1")
+
+
+def start_waiting(waiter: ResultStore, wait: str) -> tuple[threading.Thread, list[Any]]:
+    """Run the wait named ``wait`` in a thread; the list receives its outcome."""
+    call = WAITS[wait][0]
+    outcome: list[Any] = []
+    return run_in_thread(lambda: outcome.append(outcome_of(lambda: call(waiter)))), outcome
+
+
+class StatementWatch:
+    """Watches the statements of a waiter's database: ``polled`` is set once it polls the
+    lock's state (it is in its wait loop), and ``failures`` counts the statements that failed
+    with StorageUnavailableError (the outage, met once per poll)."""
+
+    def __init__(self, database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.polled = threading.Event()
+        self.failures = 0
+        original = database.fetchone
+
+        def fetchone(query: Any, params: Any) -> Any:
+            if query is queries.lock_state:
+                self.polled.set()
+            try:
+                return original(query, params)
+            except StorageUnavailableError:
+                self.failures += 1
+                raise
+
+        monkeypatch.setattr(database, "fetchone", fetchone)
+
+
+@pytest.mark.postgres
+class TestWaitsSurviveEndedSessions:
+    """PostgreSQL only: the server ends a waiter's sessions while it waits (as a restart, a
+    failover or an administrator's pg_terminate_backend does). The waiter reconnects and goes
+    on waiting: no driver error escapes and the wait is not cut short. Only the test's own
+    sessions are ended (tagged by application_name): other tests share the server."""
+
+    @pytest.mark.parametrize("wait", SYNC_WAITS)
+    def test_a_waiter_listens_again_and_wakes_at_the_release(
+        self,
+        wait: str,
+        postgres_url: str,
+        namespace: str,
+        own_sessions: OwnSessions,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A waiter in acquire_lock, wait_for_lock, read of a locked key or a SERIALIZABLE
+        transaction's begin has every session ended while it listens for the release. It
+        listens again on a new session and, with every poll pause stretched to two minutes,
+        still wakes at the holder's release and gets the lock or the value (before the fix:
+        psycopg's OperationalError from the listening connection)."""
+        monkeypatch.setattr(locking, "_FIRST_POLL", 120.0)
+        monkeypatch.setattr(locking, "_MAX_POLL", 120.0)
+        holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
+        waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
+        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+        thread, outcome = start_waiting(waiter, wait)
+        wait_until(own_sessions.listening, thread, outcome)
+        ended = own_sessions.terminate()
+        wait_until(lambda: own_sessions.listening() - ended, thread, outcome)
+        write_and_release(holder)
+        join(thread)
+        assert outcome == [WAITS[wait][1]]
+
+    @pytest.mark.parametrize("wait", ASYNC_WAITS)
+    def test_an_async_waiter_reconnects_and_goes_on_waiting(
+        self, wait: str, postgres_url: str, namespace: str, own_sessions: OwnSessions
+    ) -> None:
+        """aacquire_lock and await_for_lock (which poll from worker threads) have every
+        session ended mid-wait: the next poll reconnects, and the waiter gets the lock (or
+        sees the key free) once the holder releases it."""
+        holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
+        waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
+        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+        thread, outcome = start_waiting(waiter, wait)
+        wait_until(own_sessions.pids, thread, outcome)
+        ended = own_sessions.terminate()
+        wait_until(lambda: own_sessions.pids() - ended, thread, outcome)
+        write_and_release(holder)
+        join(thread)
+        assert outcome == [WAITS[wait][1]]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+class TestWaitsThroughAServerOutage:
+    """PostgreSQL only, on a private server that the tests shut down and start again (the
+    shared one must stay up for the other tests). The rule: a waiter rides out an outage for
+    up to SQLRESULTS_BUSY_TIMEOUT seconds, then raises StorageUnavailableError; it never
+    reports an outage as "still locked" (False) nor as "free"."""
+
+    @pytest.mark.parametrize("wait", ["acquire_lock", "aacquire_lock"])
+    def test_a_waiter_rides_out_a_restart(
+        self,
+        wait: str,
+        private_server: PrivateServer,
+        namespace: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The server shuts down while a waiter waits, and the waiter's polls fail; the server
+        comes back within the busy timeout. The waiter reconnects, goes on waiting and gets
+        the lock when the holder (reconnected too) releases it. Before the fix: psycopg's
+        OperationalError (sync) or StorageUnavailableError at the first failed poll (async)."""
+        holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
+        database = Database(private_server.url)
+        waiter = ResultStore(result_storage=database, namespace=namespace)
+        watch = StatementWatch(database, monkeypatch)
+        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+        thread, outcome = start_waiting(waiter, wait)
+        wait_until(watch.polled.is_set, thread, outcome)
+        private_server.down()
+        wait_until(lambda: watch.failures, thread, outcome)
+        private_server.up()
+        holder.release_lock("k", holder="holder1")
+        join(thread)
+        assert outcome == [True]
+        assert waiter.is_lock_holder("k", holder="waiter")
+
+    @pytest.mark.parametrize("wait", ["acquire_lock", "await_for_lock"])
+    def test_a_server_that_stays_down_ends_the_wait(
+        self,
+        wait: str,
+        private_server: PrivateServer,
+        namespace: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The server shuts down during a 60 s wait and stays down: the waiter polls on
+        through the outage until it has lasted SQLRESULTS_BUSY_TIMEOUT (here 0.5 s), then
+        raises StorageUnavailableError; never psycopg's error, never False or True. (Before
+        the fix it raised at the first failed poll.)"""
+        holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
+        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+        monkeypatch.setenv("SQLRESULTS_BUSY_TIMEOUT", "0.5")
+        database = Database(private_server.url)
+        watch = StatementWatch(database, monkeypatch)
+        thread, outcome = start_waiting(
+            ResultStore(result_storage=database, namespace=namespace), wait
+        )
+        wait_until(watch.polled.is_set, thread, outcome)
+        private_server.down()
+        join(thread)
+        assert [type(error) for error in outcome] == [StorageUnavailableError], outcome
+        assert watch.failures > 1, "the waiter gave up at the first failed poll"
+
+    @pytest.mark.parametrize("wait", ["wait_for_lock", "aacquire_lock"])
+    def test_a_timeout_that_runs_out_during_an_outage_raises_the_outage(
+        self,
+        wait: str,
+        private_server: PrivateServer,
+        namespace: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The waiter's own timeout runs out while the server is down, long before the busy
+        timeout (30 s), and after it went on polling through the outage: it raises
+        StorageUnavailableError, since nobody can know whether the key is still locked,
+        rather than return False. (The test decides when the timeout runs out, so the order
+        is certain. Before the fix the waiter raised at the first failed poll.)"""
+        timed_out = threading.Event()
+
+        class Deadline(Backoff):
+            def expired(self) -> bool:
+                return timed_out.is_set()
+
+        monkeypatch.setattr(
+            locking, "_lock_backoff", lambda timeout: Deadline(None, first=0.001, cap=0.05)
+        )
+        holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
+        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+        database = Database(private_server.url)
+        watch = StatementWatch(database, monkeypatch)
+        thread, outcome = start_waiting(
+            ResultStore(result_storage=database, namespace=namespace), wait
+        )
+        wait_until(watch.polled.is_set, thread, outcome)
+        private_server.down()
+        wait_until(lambda: watch.failures > 1, thread, outcome)  # it goes on polling
+        timed_out.set()
+        join(thread)
+        assert [type(error) for error in outcome] == [StorageUnavailableError], outcome

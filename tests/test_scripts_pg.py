@@ -1,4 +1,5 @@
-"""The developer script ``scripts/pg`` gives the test suite a real, throwaway PostgreSQL 15."""
+"""The developer script ``scripts/pg`` gives the test suite a real, throwaway PostgreSQL 15, and
+tests a server they may shut down and start again."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import PrivateServer
 
 REPO = Path(__file__).resolve().parent.parent
 PG_SCRIPT = REPO / "scripts" / "pg"
@@ -97,3 +99,24 @@ def test_pg_start_serves_postgres_15_and_stop_removes_cluster() -> None:
         )
     assert stopped.returncode == 0, f"scripts/pg stop failed:\n{stopped.stderr}"
     assert not cluster_dir.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_pg_down_and_up_restart_the_server_at_the_same_url(private_server: PrivateServer) -> None:
+    """`scripts/pg down DIR` shuts the server down but keeps the cluster, and connecting fails;
+    `scripts/pg up DIR` starts it again at the URL `start` printed, with its data."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    conninfo = make_conninfo(**_conninfo_params(private_server.url), connect_timeout=10)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kept (x int)")
+    private_server.down()
+    assert (private_server.directory / "data").is_dir()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(conninfo).close()
+    private_server.up()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('kept') IS NOT NULL").fetchone() == (True,)
+        conn.execute("DROP TABLE kept")
