@@ -35,11 +35,10 @@ with these fixes:
   :class:`~sqlresults.errors.EventLoopBlockingError` instead of hanging it;
 - transactions compare by identity.
 
-How one body serves both. Begin, commit, rollback and reset are written once, as generators
-("plans") that yield an *effect* wherever they touch the database, a hook or another
-transaction. :func:`_run_plan` carries the effects out synchronously for :class:`Transaction`;
-:func:`_arun_plan` awaits them for :class:`AsyncTransaction`. An effect's failure is thrown back
-into the plan, whose ``try``/``except`` decide, exactly as in straight-line code.
+How one body serves both. Begin, commit, rollback and reset are written once, as plans
+(:mod:`sqlresults.effects`) that yield an effect wherever they touch the database, a hook or
+another transaction: :class:`Transaction` carries the effects out synchronously,
+:class:`AsyncTransaction` awaits them.
 """
 
 from __future__ import annotations
@@ -49,14 +48,23 @@ import copy
 import enum
 import inspect
 import logging
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
+from sqlresults.effects import (
+    Effect,
+    Plan,
+    arun_plan,
+    asettle,
+    in_event_loop,
+    run_coroutine,
+    run_plan,
+    settle,
+)
 from sqlresults.errors import (
     ConfigurationError,
     EventLoopBlockingError,
@@ -87,7 +95,6 @@ __all__ = [
 
 _NOT_SET: Any = object()
 _default_logger = logging.getLogger("sqlresults.transactions")
-T = TypeVar("T")
 
 
 class CommitMode(enum.Enum):
@@ -531,7 +538,7 @@ class Transaction(BaseTransaction):
         traceback: TracebackType | None,
     ) -> None:
         self._check_entered()
-        _run_plan(self._exit_plan(exc))
+        run_plan(self._exit_plan(exc))
 
     def begin(self) -> None:
         """See whether the key is already written; if not, take its lock under SERIALIZABLE
@@ -543,7 +550,7 @@ class Transaction(BaseTransaction):
             EventLoopBlockingError: The lock is held and waiting for it would block the event
                 loop running in this thread.
         """
-        _run_plan(self._begin_plan())
+        run_plan(self._begin_plan())
 
     def read(self) -> ResultRecord[Any] | None:
         """Read the key's record as this transaction's holder (never waiting on its own lock).
@@ -558,7 +565,7 @@ class Transaction(BaseTransaction):
         """
         if self.store is None or self.key is None:
             return None
-        if not _in_event_loop():
+        if not in_event_loop():
             return self.store.read(self.key, holder=self._holder)
         try:
             return self.store.read(self.key, holder=self._holder, lock_timeout=0)
@@ -583,7 +590,7 @@ class Transaction(BaseTransaction):
                 failures, which Prefect only logs — because the caller's result was not kept
                 and the record under the key is someone else's newer work.
         """
-        return _run_plan(self._commit_plan())
+        return run_plan(self._commit_plan())
 
     def rollback(self) -> bool:
         """Run the rollback hooks (newest first) and roll back the children.
@@ -594,12 +601,12 @@ class Transaction(BaseTransaction):
             True if this call rolled back; False if it was committed or rolled back before, or
             a hook failed.
         """
-        return _run_plan(self._rollback_plan())
+        return run_plan(self._rollback_plan())
 
     def reset(self) -> None:
         """Leave the context: hand this transaction to its parent and restore the parent as
         current; a rolled-back transaction rolls its parent back."""
-        _run_plan(self._reset_plan())
+        run_plan(self._reset_plan())
 
 
 class AsyncTransaction(BaseTransaction):
@@ -624,7 +631,7 @@ class AsyncTransaction(BaseTransaction):
         traceback: TracebackType | None,
     ) -> None:
         self._check_entered()
-        await _arun_plan(self._exit_plan(exc))
+        await arun_plan(self._exit_plan(exc))
 
     def __enter__(self) -> NoReturn:
         raise NotImplementedError(
@@ -641,7 +648,7 @@ class AsyncTransaction(BaseTransaction):
     async def begin(self) -> None:
         """Async form of :meth:`Transaction.begin`: waits for the lock without blocking the
         event loop."""
-        await _arun_plan(self._begin_plan())
+        await arun_plan(self._begin_plan())
 
     async def read(self) -> ResultRecord[Any] | None:
         """Async form of :meth:`Transaction.read`."""
@@ -651,35 +658,21 @@ class AsyncTransaction(BaseTransaction):
 
     async def commit(self) -> bool:
         """Async form of :meth:`Transaction.commit`."""
-        return await _arun_plan(self._commit_plan())
+        return await arun_plan(self._commit_plan())
 
     async def rollback(self) -> bool:
         """Async form of :meth:`Transaction.rollback`."""
-        return await _arun_plan(self._rollback_plan())
+        return await arun_plan(self._rollback_plan())
 
     async def reset(self) -> None:
         """Async form of :meth:`Transaction.reset`."""
-        await _arun_plan(self._reset_plan())
+        await arun_plan(self._reset_plan())
 
 
-# -- effects and the two ways of carrying them out ------------------------------------------
+# -- effects: what the plans need done, sync or async (sqlresults.effects) ------------------
 
 
-class _Effect:
-    """Something a plan needs done: :meth:`run` does it synchronously, :meth:`arun` without
-    blocking the event loop."""
-
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    async def arun(self) -> Any:
-        raise NotImplementedError
-
-
-Plan = Generator[_Effect, Any, T]
-
-
-class _Exists(_Effect):
+class _Exists(Effect):
     def __init__(self, store: ResultStore, key: str) -> None:
         self.store, self.key = store, key
 
@@ -690,7 +683,7 @@ class _Exists(_Effect):
         return await self.store.aexists(self.key)
 
 
-class _AcquireLock(_Effect):
+class _AcquireLock(Effect):
     def __init__(
         self, txn: BaseTransaction, store: ResultStore, key: str, hold_timeout: float
     ) -> None:
@@ -698,7 +691,7 @@ class _AcquireLock(_Effect):
 
     def run(self) -> bool:
         txn, store, key = self.txn, self.store, self.key
-        if not _in_event_loop():
+        if not in_event_loop():
             return store.acquire_lock(
                 key, txn.holder, timeout=txn.lock_timeout, hold_timeout=self.hold_timeout
             )
@@ -717,7 +710,7 @@ class _AcquireLock(_Effect):
         )
 
 
-class _WriteStagedValue(_Effect):
+class _WriteStagedValue(Effect):
     def __init__(self, txn: BaseTransaction, store: ResultStore, key: str) -> None:
         self.txn, self.store, self.key = txn, store, key
 
@@ -728,7 +721,7 @@ class _WriteStagedValue(_Effect):
         await asyncio.to_thread(self.run)
 
 
-class _ReleaseLock(_Effect):
+class _ReleaseLock(Effect):
     def __init__(self, txn: BaseTransaction) -> None:
         self.txn = txn
 
@@ -740,7 +733,7 @@ class _ReleaseLock(_Effect):
             await asyncio.to_thread(self.run)
 
 
-class _RunHook(_Effect):
+class _RunHook(Effect):
     """A commit or rollback hook: ``hook(txn)``; a failure propagates into the plan."""
 
     def __init__(self, txn: BaseTransaction, hook: Hook, kind: str) -> None:
@@ -750,7 +743,7 @@ class _RunHook(_Effect):
         self.txn._log_hook(self.hook, self.kind, done=False)
         outcome = self.hook(self.txn)
         if inspect.isawaitable(outcome):
-            _run_coroutine(outcome)
+            run_coroutine(outcome)
         self.txn._log_hook(self.hook, self.kind, done=True)
 
     async def arun(self) -> None:
@@ -765,78 +758,30 @@ class _RunHook(_Effect):
         self.txn._log_hook(self.hook, self.kind, done=True)
 
 
-class _Commit(_Effect):
+class _Commit(Effect):
     """Commit another transaction (a child) of either kind."""
 
     def __init__(self, txn: BaseTransaction) -> None:
         self.txn = txn
 
     def run(self) -> Any:
-        return _settle(self.txn.commit())  # type: ignore[attr-defined]
+        return settle(self.txn.commit())  # type: ignore[attr-defined]
 
     async def arun(self) -> Any:
-        return await _asettle(self.txn.commit())  # type: ignore[attr-defined]
+        return await asettle(self.txn.commit())  # type: ignore[attr-defined]
 
 
-class _RollBack(_Effect):
+class _RollBack(Effect):
     """Roll back another transaction (a child, or the parent) of either kind."""
 
     def __init__(self, txn: BaseTransaction) -> None:
         self.txn = txn
 
     def run(self) -> Any:
-        return _settle(self.txn.rollback())  # type: ignore[attr-defined]
+        return settle(self.txn.rollback())  # type: ignore[attr-defined]
 
     async def arun(self) -> Any:
-        return await _asettle(self.txn.rollback())  # type: ignore[attr-defined]
-
-
-def _run_plan(plan: Plan[T]) -> T:
-    """Carry out ``plan``'s effects synchronously and return its result."""
-    try:
-        effect = next(plan)
-        while True:
-            try:
-                outcome = effect.run()
-            except BaseException as exc:  # the plan's own try/except decide
-                effect = plan.throw(exc)
-            else:
-                effect = plan.send(outcome)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-
-
-async def _arun_plan(plan: Plan[T]) -> T:
-    """Carry out ``plan``'s effects without blocking the event loop; return its result."""
-    try:
-        effect = next(plan)
-        while True:
-            try:
-                outcome = await effect.arun()
-            except BaseException as exc:  # the plan's own try/except decide
-                effect = plan.throw(exc)
-            else:
-                effect = plan.send(outcome)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-
-
-def _settle(outcome: Any) -> Any:
-    """The result of a sync or async transaction's method, called from sync code."""
-    return _run_coroutine(outcome) if inspect.isawaitable(outcome) else outcome
-
-
-async def _asettle(outcome: Any) -> Any:
-    """The result of a sync or async transaction's method, called from async code."""
-    return await outcome if inspect.isawaitable(outcome) else outcome
-
-
-def _in_event_loop() -> bool:
-    """Whether an event loop is running in this thread (so blocking here blocks it)."""
-    # _get_running_loop() returns None outside a loop, where get_running_loop() would raise.
-    return asyncio._get_running_loop() is not None
+        return await asettle(self.txn.rollback())  # type: ignore[attr-defined]
 
 
 def _blocking_error(txn: BaseTransaction, key: str, what: str) -> EventLoopBlockingError:
@@ -845,32 +790,6 @@ def _blocking_error(txn: BaseTransaction, key: str, what: str) -> EventLoopBlock
         f"key {key!r} locked, and while this thread waits no coroutine of its loop (the holder "
         "may be one) can run. In async code use `async with atransaction(...)`."
     )
-
-
-def _run_coroutine(awaitable: Any) -> Any:
-    """Run an awaitable to completion from synchronous code, in or out of an event loop."""
-
-    async def wrapper() -> Any:
-        return await awaitable
-
-    if not _in_event_loop():
-        return asyncio.run(wrapper())
-    # A loop is running in this thread: run it on a fresh loop in a helper thread.
-    result: list[Any] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(wrapper()))
-        except BaseException as exc:
-            error.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
 
 
 @contextmanager
