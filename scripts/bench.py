@@ -444,6 +444,7 @@ class RawRecords:
             "size": len(payload),
             "expires": None,
             "version": next(self._version),
+            "provenance": None,  # a plain write, as store.write() without provenance
             "holder": HOLDER,
             "fence": None,
             "now": time.time(),

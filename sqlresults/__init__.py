@@ -35,7 +35,7 @@ from sqlresults.errors import (
     UnknownSerializerError,
 )
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
-from sqlresults.records import ResultRecord, ResultRecordMetadata
+from sqlresults.records import Provenance, ResultRecord, ResultRecordMetadata
 from sqlresults.results import ResultStore, StoreStats, get_result_store
 from sqlresults.serializers import (
     CompressedJSONSerializer,
@@ -85,6 +85,7 @@ __all__ = [
     "LockNotHeldError",
     "LockTimeoutError",
     "PickleSerializer",
+    "Provenance",
     "ReadOnlyStorageError",
     "RecordNotFoundError",
     "ResultRecord",

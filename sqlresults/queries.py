@@ -113,9 +113,10 @@ def record_read(dialect: Dialect, now: ColumnElement[float]) -> Executable:
     only when the caller needs it, and the holder of the key's lock.
 
     Extra parameters: ``known_version`` (the version of a record the caller has deserialized in
-    memory, or NULL) and ``include_expired`` (0 or 1). The payload comes back NULL when it would
-    be wasted: the caller's copy is current, or the record has expired and will be refused. The
-    last column is the holder of an unexpired lock on the key (NULL when free).
+    memory, or NULL) and ``include_expired`` (0 or 1). The payload and the provenance come back
+    NULL when they would be wasted: the caller's copy is current, or the record has expired and
+    will be refused. Columns: payload, serializer, checksum, signature, expires, version,
+    expired (0 or 1), the holder of an unexpired lock on the key (NULL when free), provenance.
 
     Record and lock come from one statement, i.e. one snapshot: a reader can never see "no
     record" from before a holder's commit and "no lock" from after it, and give up on a key that
@@ -138,6 +139,7 @@ def record_read(dialect: Dialect, now: ColumnElement[float]) -> Executable:
         select(locks.c.holder)
         .where(locks.c.namespace == _ns, locks.c.key == _key, locks.c.expires > now)
         .scalar_subquery(),
+        case((skip_payload, null()), else_=records.c.provenance),
     ).select_from(one_row.outerjoin(records, _record_is()))
 
 
@@ -146,8 +148,8 @@ def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
     when ``fence`` is given, unless the caller's own lock with that fence is gone.
 
     Extra parameters: ``payload``, ``serializer``, ``checksum``, ``signature``, ``size``,
-    ``expires``, ``version``, ``holder``, ``fence``. Returns the new version, or no row when
-    refused.
+    ``expires``, ``version``, ``provenance`` (JSON text or NULL), ``holder``, ``fence``. Returns
+    the new version, or no row when refused.
     """
     insert = dialect.insert(records)
     values: Any = select(
@@ -162,6 +164,7 @@ def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
         now,
         bindparam("expires", type_=Double()),
         bindparam("version", type_=BigInteger()),
+        bindparam("provenance", type_=Text()),
     ).where(_may_write(now))
     insert = insert.from_select(
         [
@@ -176,10 +179,20 @@ def record_upsert(dialect: Dialect, now: ColumnElement[float]) -> Executable:
             "updated",
             "expires",
             "version",
+            "provenance",
         ],
         values,
     )
-    replaced = ("payload", "serializer", "checksum", "signature", "size", "updated", "expires")
+    replaced = (
+        "payload",
+        "serializer",
+        "checksum",
+        "signature",
+        "size",
+        "updated",
+        "expires",
+        "provenance",
+    )
     statement: Executable = insert.on_conflict_do_update(
         index_elements=[records.c.namespace, records.c.key],
         set_={

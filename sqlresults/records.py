@@ -7,17 +7,31 @@ record, for export and import::
 
     {"metadata":{"storage_key":…,"expiration":…,"serializer":{…},"prefect_version":…,
     "storage_block_id":…},"result":"<the serializer's output as Prefect writes it>"}
+
+A record written by a task also carries its :class:`Provenance`: which task, flow run and cache
+policy wrote it, and a fingerprint of each component of its key. It is one more metadata field,
+left out of the envelope when absent (so the envelope stays byte for byte Prefect's) and
+ignored by Prefect when present (Prefect's metadata model ignores unknown fields).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
 
 import pydantic_core
-from pydantic import BaseModel, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+)
 
 from sqlresults.errors import InvalidEnvelopeError, InvalidExpirationError, SerializationError
 from sqlresults.serializers import (
@@ -27,7 +41,7 @@ from sqlresults.serializers import (
     Serializer,
 )
 
-__all__ = ["PREFECT_COMPAT_VERSION", "ResultRecord", "ResultRecordMetadata"]
+__all__ = ["PREFECT_COMPAT_VERSION", "Provenance", "ResultRecord", "ResultRecordMetadata"]
 
 PREFECT_COMPAT_VERSION = "3.9.1"
 """The Prefect version whose envelope format this module reads and writes, and the
@@ -40,6 +54,118 @@ R = TypeVar("R")
 # that happened to have a "data" key.
 _LEGACY_KEYS = frozenset({"serializer", "data", "prefect_version", "expiration"})
 
+# How Provenance.diff names the components it knows; any other is named as it is, in backticks.
+_INPUT_PREFIX = "inputs."
+_COMPONENT_LABELS = {
+    "task_source": "task source",
+    "flow_parameters": "flow parameters",
+    "run_id": "flow run",
+}
+
+
+@functools.cache
+def _sqlresults_version() -> str:
+    # Not `sqlresults.__version__`: records sits below the package's __init__, which imports it.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sqlresults")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0.0.0"
+
+
+class Provenance(BaseModel):
+    """Where a task's record comes from: which task wrote it, in which run, under which cache
+    policy, and a fingerprint of each component of its key.
+
+    The store keeps it with the record (the ``provenance`` column, JSON) under the record's
+    checksum and signature, and gives it back as ``ResultStore.read(key).metadata.provenance``.
+    Comparing the provenance of a stored record with that of a call that missed says what
+    changed (:meth:`diff`).
+
+    Component names: ``"task_source"``, ``"inputs.<parameter>"`` (one per hashed input, e.g.
+    ``"inputs.model"``), ``"flow_parameters"``, ``"run_id"``; a policy may add others. A
+    fingerprint is any short text that changes when the component does (a hex digest, say).
+
+    Attributes:
+        task: The task's qualified name, ``"module.qualname"``.
+        task_run_id: The task run that wrote the record, if known.
+        flow: The name of the flow it ran in, if any.
+        flow_run_id: The flow run it ran in, if any.
+        cache_policy: A readable description of the policy that made the key, e.g.
+            ``"INPUTS + TASK_SOURCE"``; None when no policy made it (a random key, or one
+            given by hand).
+        components: Fingerprint per key component, in the policy's order.
+        written_by: The sqlresults version that wrote the record (default: this one).
+
+    Fields a newer sqlresults adds are ignored when read here. The model is frozen; leave
+    ``components`` unchanged too once the provenance is attached to a record.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    task: str
+    task_run_id: str | None = None
+    flow: str | None = None
+    flow_run_id: str | None = None
+    cache_policy: str | None = None
+    components: dict[str, str] = Field(default_factory=dict)
+    written_by: str = Field(default_factory=_sqlresults_version)
+
+    @field_validator("task_run_id", "flow_run_id", mode="before")
+    @classmethod
+    def _run_ids_as_text(cls, value: object) -> object:
+        # Run ids are UUIDs in the task layer (as in Prefect); the record keeps their text.
+        return str(value) if isinstance(value, UUID) else value
+
+    def __hash__(self) -> int:
+        # Frozen models hash their fields, and a dict does not hash.
+        return hash((self.task, self.cache_policy, tuple(self.components.items())))
+
+    def diff(self, other: Provenance) -> list[str]:
+        """Say what differs between this provenance (a stored record's) and ``other`` (a
+        call's), in the terms that explain a cache miss.
+
+        Only what can change a key is compared: the task, the cache policy and the components.
+        Run ids, the flow name and ``written_by`` differ between any two runs and are left out.
+
+        Args:
+            other: The provenance the call would have written.
+
+        Returns:
+            One phrase per difference, e.g. ``"input `model` changed"``, ``"task source
+            changed"``, ``"input `seed` added"`` (``other`` has it, this one has not),
+            ``"cache policy changed from `INPUTS` to `INPUTS + TASK_SOURCE`"``; the task and
+            the policy first, then the components in this provenance's order, then those only
+            ``other`` has. Empty when nothing differs.
+        """
+        changes: list[str] = []
+        if self.task != other.task:
+            changes.append(f"task changed from `{self.task}` to `{other.task}`")
+        if self.cache_policy != other.cache_policy:
+            changes.append(
+                f"cache policy changed from {_quoted(self.cache_policy)} to "
+                f"{_quoted(other.cache_policy)}"
+            )
+        names = [*self.components, *(n for n in other.components if n not in self.components)]
+        for name in names:
+            before, after = self.components.get(name), other.components.get(name)
+            if before == after:
+                continue
+            what = "added" if before is None else "removed" if after is None else "changed"
+            changes.append(f"{_component_label(name)} {what}")
+        return changes
+
+
+def _quoted(policy: str | None) -> str:
+    return "no policy" if policy is None else f"`{policy}`"
+
+
+def _component_label(name: str) -> str:
+    if name.startswith(_INPUT_PREFIX):
+        return f"input `{name.removeprefix(_INPUT_PREFIX)}`"
+    return _COMPONENT_LABELS.get(name, f"`{name}`")
+
 
 class ResultRecordMetadata(BaseModel):
     """What is known about a stored result besides its value.
@@ -48,6 +174,8 @@ class ResultRecordMetadata(BaseModel):
     not registered here becomes an :class:`~sqlresults.serializers.UnknownSerializer` (so
     metadata written elsewhere still loads), while a known type with invalid fields is an error.
     ``expiration`` is always an aware UTC datetime, written as ISO 8601 with ``Z``.
+    ``provenance`` is set on records written by tasks (:class:`Provenance`); beyond Prefect's
+    fields, it is left out of :meth:`dump_bytes` when None.
     """
 
     storage_key: str | None = None
@@ -55,6 +183,7 @@ class ResultRecordMetadata(BaseModel):
     serializer: SerializeAsAny[Serializer] = PickleSerializer()
     prefect_version: str = PREFECT_COMPAT_VERSION
     storage_block_id: UUID | None = None
+    provenance: Provenance | None = None
 
     @field_validator("serializer", mode="before")
     @classmethod
@@ -78,9 +207,11 @@ class ResultRecordMetadata(BaseModel):
         """Encode as compact JSON, keeping every field of the serializer.
 
         Returns:
-            UTF-8 JSON for :meth:`load_bytes`.
+            UTF-8 JSON for :meth:`load_bytes`: without provenance, exactly Prefect's metadata
+            (no ``"provenance":null``); with it, Prefect's fields and then ``provenance``.
         """
-        return self.model_dump_json(serialize_as_any=True).encode()
+        exclude = None if self.provenance is not None else _NO_PROVENANCE
+        return self.model_dump_json(serialize_as_any=True, exclude=exclude).encode()
 
     @classmethod
     def load_bytes(cls, data: bytes) -> Self:
@@ -140,6 +271,7 @@ class ResultRecord(BaseModel, Generic[R]):
         serializer: Serializer,
         expiration: datetime | None,
         version: int | None,
+        provenance: Provenance | None = None,
     ) -> ResultRecord[Any]:
         """Build a persisted record from values the store has already checked.
 
@@ -153,6 +285,7 @@ class ResultRecord(BaseModel, Generic[R]):
             serializer: The serializer that wrote (or will write) the payload.
             expiration: An aware UTC datetime, or None.
             version: The stored row's version, or None if not stored yet.
+            provenance: The record's provenance, if a task wrote it.
 
         Returns:
             The record; persisted when ``version`` is given.
@@ -166,6 +299,7 @@ class ResultRecord(BaseModel, Generic[R]):
                 "serializer": serializer,
                 "prefect_version": PREFECT_COMPAT_VERSION,
                 "storage_block_id": None,
+                "provenance": provenance,
             },
             _METADATA_FIELDS,
             None,
@@ -370,6 +504,7 @@ def _load(serializer: Serializer, payload: bytes, *, prefect_format: bool) -> An
 
 
 _METADATA_FIELDS = frozenset(ResultRecordMetadata.model_fields)
+_NO_PROVENANCE: set[str] = {"provenance"}  # never mutated; pydantic wants a set
 _RECORD_FIELDS = frozenset(ResultRecord.model_fields)
 
 

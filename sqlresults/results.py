@@ -49,7 +49,7 @@ from sqlresults.errors import (
 )
 from sqlresults.integrity import Signer, damaged_record_error, record_checksum, verify_record
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
-from sqlresults.records import ResultRecord
+from sqlresults.records import Provenance, ResultRecord
 from sqlresults.serializers import Serializer
 from sqlresults.settings import get_settings
 from sqlresults.validation import (
@@ -252,13 +252,14 @@ class ResultStore:
                 waits as long as it takes, like Prefect; 0 does not wait.
 
         Returns:
-            The record, marked persisted.
+            The record, marked persisted; ``metadata.provenance`` is the
+            :class:`~sqlresults.records.Provenance` a task stored with it, or None.
 
         Raises:
             RecordNotFoundError: No record, or only an expired one (a ``KeyError``).
             LockTimeoutError: Another holder kept the key locked for ``lock_timeout`` seconds.
-            IntegrityError: The payload fails its checksum, or its signature when
-                ``SQLRESULTS_SIGNING_KEY`` is set; it is not deserialized.
+            IntegrityError: The record (payload, metadata or provenance) fails its checksum, or
+                its signature when ``SQLRESULTS_SIGNING_KEY`` is set; it is not deserialized.
             SerializationError: The payload cannot be deserialized.
             StorageUnavailableError: The database cannot be reached.
         """
@@ -285,7 +286,7 @@ class ResultStore:
                     )
                 continue
             break
-        payload, spec, checksum, signature, expires, version, expired, _ = row
+        payload, spec, checksum, signature, expires, version, expired, _, provenance_json = row
         del row  # the payload may be large: hold one reference, dropped before deserializing
         if version is None:
             self._forget(key)
@@ -296,7 +297,24 @@ class ResultStore:
         if payload is None and cached is not None and cached.version == version:
             return cached
         namespace = self.namespace
-        verify_record(namespace, key, spec, expires, payload, checksum, signature, self._signer)
+        verify_record(
+            namespace,
+            key,
+            spec,
+            expires,
+            payload,
+            checksum,
+            signature,
+            self._signer,
+            provenance=provenance_json,
+        )
+        provenance = None
+        if provenance_json is not None:
+            try:
+                provenance = Provenance.model_validate_json(provenance_json)
+            except ValueError as exc:
+                # It passed the checksum, so it was written outside sqlresults.
+                raise damaged_record_error(key, namespace) from exc
         try:
             serializer = Serializer.from_spec_json(spec)
         except UnknownSerializerError:
@@ -315,7 +333,7 @@ class ResultStore:
             ) from exc
         del payload
         expiration = None if expires is None else datetime.fromtimestamp(expires, UTC)
-        record = ResultRecord.from_storage(key, result, serializer, expiration, version)
+        record = ResultRecord.from_storage(key, result, serializer, expiration, version, provenance)
         self._remember(key, record)
         return record
 
@@ -357,6 +375,8 @@ class ResultStore:
         obj: Any,
         key: str | None = None,
         expiration: datetime | timedelta | None = None,
+        *,
+        provenance: Provenance | None = None,
     ) -> ResultRecord[Any]:
         """Build a record for ``obj`` without storing it.
 
@@ -364,6 +384,8 @@ class ResultStore:
             obj: The result.
             key: Its key; None makes one with ``storage_key_fn``.
             expiration: None (never), a ``timedelta`` from now, or an aware ``datetime``.
+            provenance: Where the result comes from, for a record a task writes; stored with
+                it by :meth:`persist_result_record`.
 
         Raises:
             InvalidKeyError: The key is not valid.
@@ -371,7 +393,7 @@ class ResultStore:
         """
         key = check_key(key if key is not None else self.storage_key_fn())
         expires = to_expiration(expiration, self.result_storage.clock())
-        return ResultRecord.from_storage(key, obj, self.serializer, expires, None)
+        return ResultRecord.from_storage(key, obj, self.serializer, expires, None, provenance)
 
     def write(
         self,
@@ -379,6 +401,8 @@ class ResultStore:
         key: str | None = None,
         expiration: datetime | timedelta | None = None,
         holder: str | None = None,
+        *,
+        provenance: Provenance | None = None,
     ) -> None:
         """Serialize ``obj`` and store it under ``key``, replacing any previous record.
 
@@ -387,6 +411,7 @@ class ResultStore:
             key: Its key; None makes one with ``storage_key_fn``.
             expiration: None (never), a ``timedelta`` from now, or an aware ``datetime``.
             holder: The caller's lock holder id (default :meth:`generate_default_holder`).
+            provenance: Where the result comes from, for a record a task writes.
 
         Raises:
             SerializationError: ``obj`` cannot be serialized (nothing is written).
@@ -395,7 +420,8 @@ class ResultStore:
             InvalidArgumentError: A bad key or expiration (nothing is written).
             StorageUnavailableError: The database cannot be reached.
         """
-        self.persist_result_record(self.create_result_record(obj, key, expiration), holder)
+        record = self.create_result_record(obj, key, expiration, provenance=provenance)
+        self.persist_result_record(record, holder)
 
     async def awrite(
         self,
@@ -403,10 +429,12 @@ class ResultStore:
         key: str | None = None,
         expiration: datetime | timedelta | None = None,
         holder: str | None = None,
+        *,
+        provenance: Provenance | None = None,
     ) -> None:
         """Async form of :meth:`write`."""
         holder = holder or self.generate_default_holder()
-        await asyncio.to_thread(self.write, obj, key, expiration, holder)
+        await asyncio.to_thread(self.write, obj, key, expiration, holder, provenance=provenance)
 
     def persist_result_record(
         self,
@@ -418,10 +446,12 @@ class ResultStore:
         """Store a record built by :meth:`create_result_record` (or imported).
 
         The lock check and the upsert are one statement: if another holder has an unexpired lock
-        on the key, nothing is written. Payload, metadata, expiration and version change together.
+        on the key, nothing is written. Payload, metadata, expiration, provenance and version
+        change together.
 
         Args:
-            result_record: The record; its ``metadata.storage_key`` is the key.
+            result_record: The record; its ``metadata.storage_key`` is the key, and its
+                ``metadata.provenance`` (if any) is stored with it.
             holder: The caller's lock holder id (default :meth:`generate_default_holder`).
             release_lock: Also release ``holder``'s lock on the key, in the same database
                 transaction as the write (how a SERIALIZABLE transaction commits): either both
@@ -445,6 +475,7 @@ class ResultStore:
             raise LockHeldByOtherError(key)
         database = self.result_storage
         expires = None if metadata.expiration is None else metadata.expiration.timestamp()
+        provenance = None if metadata.provenance is None else metadata.provenance.model_dump_json()
         # The fence of the lock this holder took here, if any: the write is then allowed only
         # while that lock is still the holder's (a lease that ran out and was re-taken, or
         # swept, must not let a stale holder overwrite newer work).
@@ -454,12 +485,13 @@ class ResultStore:
             "key": key,
             "payload": payload,
             "serializer": spec,
-            "checksum": record_checksum(self.namespace, key, spec, expires, payload),
+            "checksum": record_checksum(self.namespace, key, spec, expires, payload, provenance),
             "signature": None
             if self._signer is None
-            else self._signer.sign(self.namespace, key, spec, expires, payload),
+            else self._signer.sign(self.namespace, key, spec, expires, payload, provenance),
             "size": len(payload),
             "expires": expires,
+            "provenance": provenance,
             # Unique, not secret: the random module is reseeded in forked children.
             "version": random.getrandbits(63),
             "holder": holder,

@@ -3,7 +3,8 @@
 Times are stored as seconds since the Unix epoch (UTC) in double-precision columns: one portable
 type whose comparisons are plain arithmetic in both dialects, with no timezone conversion on the hot
 path. A payload is stored once, as raw bytes (BLOB / bytea), next to the metadata columns that
-``exists()`` and ``stats()`` read without touching it.
+``exists()`` and ``stats()`` read without touching it. A record a task wrote also holds its
+provenance, as JSON text (:class:`~sqlresults.records.Provenance`); NULL for other records.
 
 Alembic revisions under ``alembic/versions`` create these tables; ``alembic check`` (run by the
 test suite) fails if this module and the revisions drift apart.
@@ -35,7 +36,7 @@ __all__ = [
 
 # The Alembic revision this version of sqlresults expects at head. A test checks it against the
 # migration tree, so the store can verify the schema without importing Alembic on every start.
-SCHEMA_REVISION = "4f0c2a9d1b7e"
+SCHEMA_REVISION = "9b5fefa6be0b"
 
 # Our own version table, so sqlresults can live in a database whose application uses Alembic.
 VERSION_TABLE = "sqlresults_alembic_version"
@@ -69,6 +70,8 @@ records = Table(
     Column("updated", Double, nullable=False, comment="seconds since the epoch, UTC"),
     Column("expires", Double, nullable=True, comment="NULL: never expires"),
     Column("version", BigInteger, nullable=False, comment="random per write, never reused"),
+    # Last: revision 2 added it, and ADD COLUMN appends (reflection lists columns in table order).
+    Column("provenance", Text, nullable=True, comment="JSON: the task, run and key components"),
 )
 Index(None, records.c.expires)
 

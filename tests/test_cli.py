@@ -27,6 +27,7 @@ from sqlresults.results import ResultStore
 PASSWORD = "s3cret"
 UNREACHABLE_URL = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/db"
 NEWER_REVISION = "ffffffffffff"
+REVISION_1 = "4f0c2a9d1b7e"  # before sqlresults_records.provenance
 
 
 def run(*args: str) -> Result:
@@ -142,6 +143,42 @@ class TestMigrate:
         assert f"Upgraded from (empty) to {head}." in output
         assert schema_revision(empty_database_url) == head
 
+    def test_migrate_from_revision_1(self, empty_database_url: str, head: str) -> None:
+        """On a database an older sqlresults left at revision 1, ``current`` says to migrate,
+        and ``migrate`` upgrades it to head and says from where."""
+        assert_ok(run("--url", empty_database_url, "migrate", "upgrade", REVISION_1))
+
+        output = assert_ok(run("--url", empty_database_url, "migrate", "current"))
+        assert f"Revision: {REVISION_1} (head is {head}; run: sqlresults migrate)" in output
+
+        output = assert_ok(run("--url", empty_database_url, "migrate"))
+        assert f"Upgraded from {REVISION_1} to {head}." in output
+        assert schema_revision(empty_database_url) == head
+
+    def test_downgrade_one_revision_keeps_the_records(
+        self, empty_database_url: str, head: str, namespace: str
+    ) -> None:
+        """``migrate downgrade`` to revision 1 says so and keeps the records; ``migrate``
+        brings the database back to head, where they still read."""
+        assert_ok(run("--url", empty_database_url, "migrate"))
+        database = Database(empty_database_url, auto_migrate=False)
+        try:
+            ResultStore(result_storage=database, namespace=namespace).write("kept", key="k")
+        finally:
+            database.close()
+
+        output = assert_ok(run("--url", empty_database_url, "migrate", "downgrade", REVISION_1))
+        assert f"Downgraded from {head} to {REVISION_1}." in output
+        assert_ok(run("--url", empty_database_url, "migrate"))
+
+        database = Database(empty_database_url, auto_migrate=False)
+        try:
+            assert ResultStore(result_storage=database, namespace=namespace).read("k").result == (
+                "kept"
+            )
+        finally:
+            database.close()
+
     def test_upgrade_defaults_to_head(self, sqlite_url: str, head: str) -> None:
         """``migrate upgrade`` without a revision goes to head."""
         output = assert_ok(run("--url", sqlite_url, "migrate", "upgrade"))
@@ -213,6 +250,17 @@ class TestOfflineSQL:
         assert "CREATE TABLE sqlresults_locks" in output
         assert "CREATE TABLE sqlresults_alembic_version" in output
         assert "Database:" not in output
+        assert not Path(make_url(sqlite_url).database or "").exists()
+
+    def test_script_from_an_older_revision(self, sqlite_url: str) -> None:
+        """``migrate upgrade OLD:head --sql`` prints only the steps after OLD (for a DBA whose
+        database is at revision 1: add the provenance column), touching nothing."""
+        output = assert_ok(
+            run("--url", sqlite_url, "migrate", "upgrade", f"{REVISION_1}:head", "--sql")
+        )
+
+        assert "ALTER TABLE sqlresults_records ADD COLUMN provenance TEXT" in output
+        assert "CREATE TABLE" not in output
         assert not Path(make_url(sqlite_url).database or "").exists()
 
     def test_postgresql_ddl_never_shows_the_password(self) -> None:

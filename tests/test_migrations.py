@@ -3,8 +3,9 @@
 Tests that touch a database run on SQLite and PostgreSQL unless their parametrization says
 otherwise: a single head, upgrade from empty, an up/down stairway, ``alembic check`` against
 drift, head→base→head with rows present, coexistence with another application's tables,
-concurrent first use, the auto-migration rules, and the offline (``--sql``) script applied by
-hand.
+concurrent first use, the auto-migration rules, the offline (``--sql``) script applied by
+hand, and the provenance revision (2) on databases holding rows: upgraded from revision 1,
+downgraded back to it with every row still verifiable, and its offline script.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, insert, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
@@ -30,13 +32,26 @@ from sqlresults import migrations, schema
 from sqlresults.database import Database
 from sqlresults.errors import (
     ConfigurationError,
+    IntegrityError,
     RecordNotFoundError,
     SchemaOutOfDateError,
 )
+from sqlresults.integrity import Signer, record_checksum, verify_record
+from sqlresults.records import Provenance
 from sqlresults.results import ResultStore
+from sqlresults.serializers import PickleSerializer
 
 OUR_TABLES = {"sqlresults_records", "sqlresults_locks"}
 UNKNOWN_REVISION = "ffffffffffff"
+REVISION_1 = "4f0c2a9d1b7e"  # records and locks
+PROVENANCE_REVISION = "9b5fefa6be0b"  # adds sqlresults_records.provenance
+SIGNING_KEY = "migration-test-signing-key-0123"
+PROVENANCE = Provenance(
+    task="pipeline.train",
+    flow_run_id="0b7f3f0e-9a7e-4a4b-8f1e-58b3c7f0a2d4",
+    cache_policy="INPUTS + TASK_SOURCE",
+    components={"task_source": "5e2a", "inputs.model": "9f1c"},
+)
 
 # A process that never finishes is a failure, not something to wait for forever.
 PROCESS_TIMEOUT = 120
@@ -78,6 +93,75 @@ def _libpq_uri(url: str) -> str:
 
 def _revisions_oldest_first() -> list[migrations.Revision]:
     return list(reversed(migrations.history()))
+
+
+def _record_columns(url: str) -> list[str]:
+    with _engine(url) as engine:
+        return [column["name"] for column in inspect(engine).get_columns("sqlresults_records")]
+
+
+# The columns revision 1 has, as sqlresults wrote them before provenance existed.
+_REVISION_1_COLUMNS = [column for column in schema.records.columns if column.name != "provenance"]
+
+
+def _insert_as_revision_1(
+    url: str, namespace: str, values: dict[str, Any], *, signing_key: str | None = None
+) -> None:
+    """Write records into a database at revision 1 as sqlresults did then, bypassing the
+    store (which would migrate the database first): pickled payloads, the checksum over the
+    whole record (pinned against that version's in test_integrity), signed when a key is
+    given."""
+    spec = PickleSerializer().spec_json()
+    signer = None if signing_key is None else Signer(signing_key.encode())
+    rows = []
+    for index, (key, value) in enumerate(values.items()):
+        payload = PickleSerializer().dumps(value)
+        rows.append(
+            {
+                "namespace": namespace,
+                "key": key,
+                "payload": payload,
+                "serializer": spec,
+                "checksum": record_checksum(namespace, key, spec, None, payload),
+                "signature": None
+                if signer is None
+                else signer.sign(namespace, key, spec, None, payload),
+                "size": len(payload),
+                "created": 1_800_000_000.0,
+                "updated": 1_800_000_000.0,
+                "expires": None,
+                "version": index + 1,
+            }
+        )
+    with _engine(url) as engine, engine.begin() as connection:
+        connection.execute(insert(schema.records), rows)
+
+
+def _verify_rows_as_revision_1(url: str, namespace: str, signing_key: str | None) -> int:
+    """Check every record of the namespace as sqlresults verified records before provenance
+    existed (no provenance column to read); return how many there were.
+
+    Raises:
+        IntegrityError: A row fails its checksum, or its signature.
+    """
+    signer = None if signing_key is None else Signer(signing_key.encode())
+    columns = [c for c in _REVISION_1_COLUMNS if c.name not in {"size", "created", "updated"}]
+    with _engine(url) as engine, engine.connect() as connection:
+        rows = connection.execute(
+            select(*columns).where(schema.records.c.namespace == namespace)
+        ).all()
+    for row in rows:
+        verify_record(
+            row.namespace,
+            row.key,
+            row.serializer,
+            row.expires,
+            bytes(row.payload),
+            row.checksum,
+            None if row.signature is None else bytes(row.signature),
+            signer,
+        )
+    return len(rows)
 
 
 def _create_foreign_application(url: str) -> None:
@@ -603,12 +687,14 @@ class TestAutoMigrate:
 class TestOfflineSQL:
     def test_postgresql_script_creates_everything(self) -> None:
         """The offline script for a PostgreSQL URL creates both tables, their indexes and our
-        version table, and stamps the head revision, without connecting anywhere."""
+        version table, adds revision 2's column, and stamps the head revision, without
+        connecting anywhere."""
         sql = migrations.upgrade_sql("postgresql+psycopg://u:s3cret@nowhere.invalid:1/db")
         for table in (*sorted(OUR_TABLES), schema.VERSION_TABLE):
             assert f"CREATE TABLE {table} " in sql
         assert "CREATE INDEX ix_sqlresults_records_expires" in sql
         assert "CREATE INDEX ix_sqlresults_locks_expires" in sql
+        assert "ALTER TABLE sqlresults_records ADD COLUMN provenance TEXT" in sql
         assert "BYTEA" in sql
         assert "SET STORAGE EXTERNAL" in sql
         assert migrations.head_revision() in sql
@@ -621,6 +707,7 @@ class TestOfflineSQL:
         for table in (*sorted(OUR_TABLES), schema.VERSION_TABLE):
             assert f"CREATE TABLE {table} " in sql
         assert "BLOB" in sql
+        assert "ALTER TABLE sqlresults_records ADD COLUMN provenance TEXT" in sql
         assert "BYTEA" not in sql
         assert "SET STORAGE" not in sql
 
@@ -668,6 +755,186 @@ class TestOfflineSQL:
         store.write([1, 2, 3], key="k")
         assert store.read("k").result == [1, 2, 3]
         migrations.check(database)  # raises SchemaOutOfDateError on drift
+
+
+class TestProvenanceRevision:
+    """Revision 2 adds ``sqlresults_records.provenance`` to databases that hold rows."""
+
+    def test_upgrade_from_revision_1_keeps_the_rows(
+        self,
+        empty_database_url: str,
+        open_database: Callable[..., Database],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """On a revision-1 database holding plain and signed records, upgrading adds the
+        column (NULL in every row) and keeps every row, which the store then reads and
+        verifies (signatures included), and the schema matches the models."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database, REVISION_1)
+        assert "provenance" not in _record_columns(empty_database_url)
+        _insert_as_revision_1(empty_database_url, "plain", {"a": {"a": 1}, "b": [1, 2]})
+        _insert_as_revision_1(
+            empty_database_url, "signed", {"s": "signed value"}, signing_key=SIGNING_KEY
+        )
+
+        migrations.upgrade(database)
+
+        assert migrations.current_revision(database) == PROVENANCE_REVISION
+        assert _record_columns(empty_database_url)[-1] == "provenance"
+        assert _fetchall(
+            empty_database_url, "SELECT count(*), count(provenance) FROM sqlresults_records"
+        ) == [(3, 0)]
+        migrations.check(database)  # raises SchemaOutOfDateError on drift
+        plain = ResultStore(result_storage=database, namespace="plain")
+        for key, value in {"a": {"a": 1}, "b": [1, 2]}.items():
+            record = plain.read(key)
+            assert (record.result, record.metadata.provenance) == (value, None)
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", SIGNING_KEY)
+        signed = ResultStore(result_storage=database, namespace="signed")
+        assert signed.read("s").result == "signed value"
+        # And the upgraded table takes records with provenance.
+        signed.write(1, key="new", provenance=PROVENANCE)
+        assert signed.read("new").metadata.provenance == PROVENANCE
+
+    @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+    def test_sqlite_file_at_revision_1_upgrades_on_first_use(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """A SQLite file left at revision 1 by an older sqlresults is upgraded by the first
+        store that opens it (auto-migration), and its rows read."""
+        migrations.upgrade(open_database(empty_database_url, auto_migrate=False), REVISION_1)
+        _insert_as_revision_1(empty_database_url, "ns", {"k": "old"})
+
+        store = ResultStore(result_storage=open_database(empty_database_url), namespace="ns")
+
+        assert store.read("k").result == "old"
+        assert store.result_storage.schema_revision() == PROVENANCE_REVISION
+
+    @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+    def test_postgresql_at_revision_1_asks_for_migrate(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """PostgreSQL at revision 1 is not migrated implicitly: the store refuses with
+        SchemaOutOfDateError naming ``sqlresults migrate`` and leaves it at revision 1; once
+        migrated, the rows read."""
+        migrations.upgrade(open_database(empty_database_url, auto_migrate=False), REVISION_1)
+        _insert_as_revision_1(empty_database_url, "ns", {"k": "old"})
+        database = open_database(empty_database_url)
+        store = ResultStore(result_storage=database, namespace="ns")
+
+        with pytest.raises(SchemaOutOfDateError, match="sqlresults migrate"):
+            store.read("k")
+        assert migrations.current_revision(database) == REVISION_1
+
+        migrations.upgrade(database)
+        assert store.read("k").result == "old"
+
+    def test_downgrade_keeps_the_rows_and_their_seals(
+        self,
+        empty_database_url: str,
+        open_database: Callable[..., Database],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Downgrading to revision 1 drops the column but no row, and every row, with or
+        without provenance, signed or not, still passes the checksum and signature as
+        revision 1 computes them (without provenance). Upgrading again, the store reads them
+        all, with no provenance."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database)
+        plain = ResultStore(result_storage=database, namespace="plain")
+        plain.write({"a": 1}, key="with", provenance=PROVENANCE)
+        plain.write(b"\x00" * 10_000, key="big", provenance=PROVENANCE)
+        plain.write("no provenance", key="without")
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", SIGNING_KEY)
+        signed = ResultStore(result_storage=database, namespace="signed")
+        signed.write("signed", key="with", provenance=PROVENANCE)
+        signed.write("signed too", key="without")
+        # Before the downgrade, a record with provenance fails revision 1's checks.
+        with pytest.raises(IntegrityError):
+            _verify_rows_as_revision_1(empty_database_url, "plain", None)
+
+        migrations.downgrade(database, REVISION_1)
+
+        assert migrations.current_revision(database) == REVISION_1
+        assert "provenance" not in _record_columns(empty_database_url)
+        assert _verify_rows_as_revision_1(empty_database_url, "plain", None) == 3
+        assert _verify_rows_as_revision_1(empty_database_url, "signed", SIGNING_KEY) == 2
+
+        migrations.upgrade(database)
+
+        migrations.check(database)  # raises SchemaOutOfDateError on drift
+        monkeypatch.delenv("SQLRESULTS_SIGNING_KEY")
+        plain = ResultStore(result_storage=database, namespace="plain")
+        for key, value in {"with": {"a": 1}, "big": b"\x00" * 10_000}.items():
+            record = plain.read(key)
+            assert (record.result, record.metadata.provenance) == (value, None)
+        assert plain.read("without").result == "no provenance"
+        monkeypatch.setenv("SQLRESULTS_SIGNING_KEY", SIGNING_KEY)
+        signed = ResultStore(result_storage=database, namespace="signed")
+        assert signed.read("with").result == "signed"
+        assert signed.read("without").result == "signed too"
+
+    def test_downgrade_pages_through_many_rows(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """The downgrade rewrites rows in pages (1,000 per statement): a table of more than
+        two pages, in two namespaces, comes out with every row verifiable."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database)
+        for namespace in ("a", "b"):
+            store = ResultStore(result_storage=database, namespace=namespace)
+            for index in range(1_100):
+                store.write(index, key=f"k{index:05d}", provenance=PROVENANCE)
+
+        migrations.downgrade(database, REVISION_1)
+
+        assert _verify_rows_as_revision_1(empty_database_url, "a", None) == 1_100
+        assert _verify_rows_as_revision_1(empty_database_url, "b", None) == 1_100
+
+    def test_offline_script_from_revision_1_is_one_column(self) -> None:
+        """``--sql`` from revision 1 adds the column and moves the version, and creates
+        nothing else, on both dialects."""
+        for url in ("sqlite:///never-created.db", "postgresql+psycopg://u@nowhere.invalid/db"):
+            sql = migrations.upgrade_sql(url, from_revision=REVISION_1)
+            assert "ALTER TABLE sqlresults_records ADD COLUMN provenance TEXT" in sql
+            assert f"SET version_num='{PROVENANCE_REVISION}'" in sql
+            assert "CREATE TABLE" not in sql
+            assert "DROP" not in sql
+
+    def test_offline_script_applied_by_hand_to_revision_1(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """A DBA can apply the script from revision 1 to a revision-1 database holding rows
+        (psycopg on PostgreSQL, sqlite3 on SQLite): the database is then at head, its rows
+        read and the schema matches the models."""
+        migrations.upgrade(open_database(empty_database_url, auto_migrate=False), REVISION_1)
+        _insert_as_revision_1(empty_database_url, "ns", {"k": [1, 2, 3]})
+        sql = migrations.upgrade_sql(empty_database_url, from_revision=REVISION_1)
+        url = make_url(empty_database_url)
+        if url.get_backend_name() == "sqlite":
+            assert url.database is not None
+            connection = sqlite3.connect(url.database)
+            try:
+                connection.executescript(sql)
+            finally:
+                connection.close()
+        else:
+            with psycopg.connect(_libpq_uri(empty_database_url)) as pg_connection:
+                pg_connection.execute(sql)
+
+        database = open_database(empty_database_url, auto_migrate=False)
+        assert database.schema_revision() == PROVENANCE_REVISION
+        assert ResultStore(result_storage=database, namespace="ns").read("k").result == [1, 2, 3]
+        migrations.check(database)  # raises SchemaOutOfDateError on drift
+
+    def test_offline_downgrade_is_refused(self) -> None:
+        """The downgrade rewrites seals row by row, which a script cannot: asked for one
+        offline, it says to run it against the database instead."""
+        config = Config()
+        config.set_main_option("script_location", str(migrations.script_location()))
+        config.attributes["url"] = "sqlite:///never-created.db"
+        with pytest.raises(NotImplementedError, match="run it against the database"):
+            command.downgrade(config, f"{PROVENANCE_REVISION}:{REVISION_1}", sql=True)
 
 
 class TestPostgreSQLStorage:

@@ -6,6 +6,7 @@ import base64
 import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from importlib.metadata import version
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +14,7 @@ import cloudpickle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from strategies import json_values, picklable_values
 
 from sqlresults.errors import (
@@ -22,7 +23,12 @@ from sqlresults.errors import (
     SerializationError,
     UnknownSerializerError,
 )
-from sqlresults.records import PREFECT_COMPAT_VERSION, ResultRecord, ResultRecordMetadata
+from sqlresults.records import (
+    PREFECT_COMPAT_VERSION,
+    Provenance,
+    ResultRecord,
+    ResultRecordMetadata,
+)
 from sqlresults.serializers import (
     CompressedJSONSerializer,
     CompressedPickleSerializer,
@@ -84,9 +90,134 @@ class BinarySerializer(Base64Serializer):
         return data
 
 
+PROVENANCE = Provenance(
+    task="pipeline.train",
+    task_run_id="7d8c4f7e-3b1a-4d55-9a51-0f6f5c2c8e11",
+    flow="nightly",
+    flow_run_id="0b7f3f0e-9a7e-4a4b-8f1e-58b3c7f0a2d4",
+    cache_policy="INPUTS + TASK_SOURCE",
+    components={"task_source": "5e2a", "inputs.model": "9f1c", "inputs.seed": "0d41"},
+    written_by="0.1.0",
+)
+
+
+class PrefectResultRecordMetadata(BaseModel):
+    """Prefect 3's ``ResultRecordMetadata`` as far as reading JSON goes
+    (src/prefect/_internal/result_records.py, PrefectHQ/prefect@ce79dd3): its five fields and
+    no ``model_config``, so pydantic's default ``extra="ignore"``. Prefect itself is not
+    installed in the test environment."""
+
+    storage_key: str | None = None
+    expiration: datetime | None = None
+    serializer: dict[str, Any]
+    prefect_version: str
+    storage_block_id: UUID | None = None
+
+
 def _record(result: Any, serializer: Serializer | None = None, **fields: Any) -> ResultRecord[Any]:
     metadata = ResultRecordMetadata(serializer=serializer or PickleSerializer(), **fields)
     return ResultRecord(metadata=metadata, result=result)
+
+
+class TestProvenance:
+    def test_defaults(self) -> None:
+        """Only the task is required; written_by defaults to the running sqlresults."""
+        provenance = Provenance(task="m.f")
+        assert (provenance.task_run_id, provenance.flow, provenance.flow_run_id) == (
+            None,
+            None,
+            None,
+        )
+        assert provenance.cache_policy is None
+        assert provenance.components == {}
+        assert provenance.written_by == version("sqlresults")
+
+    def test_is_frozen_and_hashable(self) -> None:
+        """A provenance is a value: fields cannot be reassigned, and equal ones hash alike
+        (components and all)."""
+        with pytest.raises(ValidationError, match="frozen"):
+            PROVENANCE.task = "other"  # type: ignore[misc]
+        copy = Provenance.model_validate_json(PROVENANCE.model_dump_json())
+        assert copy == PROVENANCE
+        assert {copy, PROVENANCE} == {PROVENANCE}
+
+    def test_run_ids_are_kept_as_text(self) -> None:
+        """UUID run ids (the task layer's) are stored as their text."""
+        task_run, flow_run = UUID(int=1), UUID(int=2)
+        provenance = Provenance(task="m.f", task_run_id=task_run, flow_run_id=flow_run)  # type: ignore[arg-type]
+        assert provenance.task_run_id == str(task_run)
+        assert provenance.flow_run_id == str(flow_run)
+
+    def test_json_round_trip_keeps_component_order(self) -> None:
+        """The JSON the store keeps reads back equal, components in the policy's order."""
+        loaded = Provenance.model_validate_json(PROVENANCE.model_dump_json())
+        assert loaded == PROVENANCE
+        assert list(loaded.components) == ["task_source", "inputs.model", "inputs.seed"]
+
+    def test_fields_of_a_newer_sqlresults_are_ignored(self) -> None:
+        """Provenance written by a newer sqlresults, with fields this one does not know,
+        still reads."""
+        document = json.loads(PROVENANCE.model_dump_json())
+        document["host"] = "build-7"
+        assert Provenance.model_validate(document) == PROVENANCE
+
+    def test_diff_of_the_same_key_is_empty(self) -> None:
+        """Two runs with the same task, policy and fingerprints differ in nothing that makes
+        a key: run ids, flow name and sqlresults version are left out."""
+        rerun = PROVENANCE.model_copy(
+            update={
+                "task_run_id": "other",
+                "flow_run_id": "other",
+                "flow": "adhoc",
+                "written_by": "9.9",
+            }
+        )
+        assert PROVENANCE.diff(rerun) == []
+
+    def test_diff_names_each_changed_component(self) -> None:
+        """Changed fingerprints are named in words, in the stored record's order."""
+        current = PROVENANCE.model_copy(
+            update={
+                "components": {**PROVENANCE.components, "inputs.model": "aaaa", "task_source": "b"}
+            }
+        )
+        assert PROVENANCE.diff(current) == ["task source changed", "input `model` changed"]
+
+    def test_diff_names_added_and_removed_components(self) -> None:
+        """A component only the call has is "added", one only the record has is "removed";
+        added ones come last."""
+        current = PROVENANCE.model_copy(
+            update={"components": {"task_source": "5e2a", "inputs.model": "9f1c", "inputs.lr": "1"}}
+        )
+        assert PROVENANCE.diff(current) == ["input `seed` removed", "input `lr` added"]
+
+    def test_diff_names_task_and_policy_first(self) -> None:
+        """A different task or policy is named first, with both values."""
+        current = PROVENANCE.model_copy(
+            update={"task": "pipeline.fit", "cache_policy": None, "components": {}}
+        )
+        assert PROVENANCE.diff(current) == [
+            "task changed from `pipeline.train` to `pipeline.fit`",
+            "cache policy changed from `INPUTS + TASK_SOURCE` to no policy",
+            "task source removed",
+            "input `model` removed",
+            "input `seed` removed",
+        ]
+
+    @pytest.mark.parametrize(
+        ("component", "phrase"),
+        [
+            ("flow_parameters", "flow parameters changed"),
+            ("run_id", "flow run changed"),
+            ("inputs.x.y", "input `x.y` changed"),
+            ("custom_part", "`custom_part` changed"),
+        ],
+    )
+    def test_diff_labels(self, component: str, phrase: str) -> None:
+        """Known components get words; inputs are named by parameter; others as they are."""
+        before = Provenance(task="m.f", components={component: "1"})
+        after = Provenance(task="m.f", components={component: "2"})
+        assert before.diff(after) == [phrase]
 
 
 class TestResultRecordMetadata:
@@ -110,6 +241,26 @@ class TestResultRecordMetadata:
             b'"picklelib":"cloudpickle","picklelib_version":null},"prefect_version":"3.9.1",'
             b'"storage_block_id":"00000000-0000-0000-0000-000000000005"}'
         )
+
+    def test_provenance_follows_prefects_fields(self) -> None:
+        """With provenance, dump_bytes writes Prefect's fields unchanged, then provenance;
+        without, no provenance key at all (not even null)."""
+        plain = ResultRecordMetadata(storage_key="k")
+        assert b"provenance" not in plain.dump_bytes()
+        with_provenance = ResultRecordMetadata(storage_key="k", provenance=PROVENANCE)
+        assert with_provenance.dump_bytes() == (
+            plain.dump_bytes()[:-1]
+            + b',"provenance":'
+            + PROVENANCE.model_dump_json().encode()
+            + b"}"
+        )
+
+    def test_round_trip_keeps_provenance(self) -> None:
+        """load_bytes(dump_bytes()) gives the provenance back."""
+        metadata = ResultRecordMetadata(storage_key="k", provenance=PROVENANCE)
+        loaded = ResultRecordMetadata.load_bytes(metadata.dump_bytes())
+        assert loaded == metadata
+        assert loaded.provenance == PROVENANCE
 
     @pytest.mark.parametrize(
         "serializer",
@@ -230,6 +381,39 @@ class TestResultRecord:
             expiration=datetime(2030, 1, 1, tzinfo=UTC),
         )
         assert ResultRecord.deserialize(record.serialize()) == record
+
+    def test_envelope_without_provenance_is_prefects(self) -> None:
+        """A record without provenance, built by the store's fast path too, writes Prefect's
+        envelope byte for byte, with no provenance key."""
+        record = ResultRecord.from_storage("/abs/k1", {"a": 1}, PickleSerializer(), None, None)
+        assert record.metadata.provenance is None
+        assert record.serialize() == PREFECT_ENVELOPE
+
+    def test_envelope_round_trip_with_provenance(self) -> None:
+        """deserialize(serialize()) gives the provenance back."""
+        record = _record({"a": 1}, JSONSerializer(), storage_key="k", provenance=PROVENANCE)
+        envelope = record.serialize()
+        assert json.loads(envelope)["metadata"]["provenance"]["task"] == "pipeline.train"
+        loaded = ResultRecord.deserialize(envelope)
+        assert loaded == record
+        assert loaded.metadata.provenance == PROVENANCE
+
+    def test_prefect_reads_an_envelope_with_provenance(self) -> None:
+        """Prefect's metadata model ignores the provenance field: an envelope with provenance
+        reads as the same record without it."""
+        assert PrefectResultRecordMetadata.model_config.get("extra", "ignore") == "ignore"
+        record = _record({"a": 1}, storage_key="/abs/k1", provenance=PROVENANCE)
+        metadata = json.loads(record.serialize())["metadata"]
+        prefect = PrefectResultRecordMetadata.model_validate(metadata)
+        assert prefect.model_dump(mode="json") == json.loads(PREFECT_ENVELOPE)["metadata"]
+
+    def test_envelope_with_invalid_provenance_is_no_envelope(self) -> None:
+        """An envelope whose provenance is not a Provenance (no task) is refused as invalid
+        metadata, like any other invalid field."""
+        envelope = json.loads(PREFECT_ENVELOPE)
+        envelope["metadata"]["provenance"] = {"components": {}}
+        with pytest.raises(InvalidEnvelopeError, match="metadata is invalid"):
+            ResultRecord.deserialize(json.dumps(envelope).encode())
 
     def test_envelope_result_is_prefect_text(self) -> None:
         """The result field holds the serializer's Prefect bytes as text: JSON stays JSON."""
@@ -449,6 +633,19 @@ class TestFromStorage:
         assert (fast.is_persisted, fast.version) == (True, 7)
         fast.mark_persisted(8)
         assert fast.version == 8
+
+    def test_with_provenance_equals_the_validated_record(self) -> None:
+        """from_storage with a provenance builds the record validated construction builds."""
+        fast = ResultRecord.from_storage("k", [1], JSONSerializer(), None, 3, PROVENANCE)
+        slow = ResultRecord(
+            metadata=ResultRecordMetadata(
+                storage_key="k", serializer=JSONSerializer(), provenance=PROVENANCE
+            ),
+            result=[1],
+        )
+        assert fast == slow
+        assert fast.serialize() == slow.serialize()
+        assert fast.metadata.provenance is PROVENANCE
 
     def test_without_version_is_not_persisted(self) -> None:
         """A record built for writing (no version yet) is not persisted."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from cachetools import LRUCache
-from conftest import FakeClock
+from conftest import FakeClock, run_async
 from helpers_processes import use_pickled_store
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.engine import make_url
@@ -47,6 +47,7 @@ from sqlresults.errors import (
 )
 from sqlresults.integrity import record_checksum
 from sqlresults.locking import IsolationLevel, SQLLockManager
+from sqlresults.records import Provenance, ResultRecord
 from sqlresults.results import (
     DEFAULT_STORAGE_KEY_FN,
     ResultStore,
@@ -71,6 +72,7 @@ from sqlresults.serializers import (
     Serializer,
 )
 from sqlresults.settings import get_settings
+from sqlresults.transactions import transaction
 
 SERIALIZER_TYPES = ["pickle", "json", "compressed/pickle", "compressed/json"]
 
@@ -141,6 +143,26 @@ def lock_rows(database: Database, namespace: str) -> list[str]:
     """The keys of every lock row of the namespace, dead or alive, read from the table."""
     rows = run_sql(database, select(locks.c.key).where(locks.c.namespace == namespace))
     return sorted(row[0] for row in rows)
+
+
+PROVENANCE = Provenance(
+    task="pipeline.train",
+    task_run_id="7d8c4f7e-3b1a-4d55-9a51-0f6f5c2c8e11",
+    flow="nightly",
+    flow_run_id="0b7f3f0e-9a7e-4a4b-8f1e-58b3c7f0a2d4",
+    cache_policy="INPUTS + TASK_SOURCE",
+    components={"task_source": "5e2a", "inputs.model": "9f1c"},
+)
+
+
+def set_columns(database: Database, namespace: str, key: str, **values: Any) -> None:
+    """Change columns of one record row behind the store's back."""
+    run_sql(
+        database,
+        update(records)
+        .where(records.c.namespace == namespace, records.c.key == key)
+        .values(**values),
+    )
 
 
 def snapshot(store: ResultStore, key: str) -> tuple[StoreStats, bool, Any]:
@@ -749,6 +771,112 @@ class TestMemoryCache:
         assert "k" in cache
 
 
+# -- provenance ----------------------------------------------------------------------------------
+
+
+class TestProvenance:
+    @pytest.fixture
+    def reader(self, database: Database, namespace: str) -> ResultStore:
+        """A second store on the same namespace that never serves from memory."""
+        return ResultStore(
+            result_storage=database, namespace=namespace, cache_result_in_memory=False
+        )
+
+    def test_round_trip_through_the_database(self, store: ResultStore, reader: ResultStore) -> None:
+        """Provenance written with a record comes back from read(), through the database
+        (another store, no memory cache), equal field by field."""
+        store.write([1, 2], key="k", provenance=PROVENANCE)
+        record = reader.read("k")
+        assert record.result == [1, 2]
+        assert record.metadata.provenance == PROVENANCE
+        assert record.metadata.provenance is not PROVENANCE
+
+    def test_stored_as_json_text(self, store: ResultStore, database: Database) -> None:
+        """The provenance column holds the provenance's JSON; a record without one holds
+        NULL."""
+        store.write(1, key="task", provenance=PROVENANCE)
+        store.write(2, key="plain")
+        rows = dict(
+            run_sql(
+                database,
+                select(records.c.key, records.c.provenance).where(
+                    records.c.namespace == store.namespace
+                ),
+            )
+        )
+        assert Provenance.model_validate_json(rows["task"]) == PROVENANCE
+        assert rows["plain"] is None
+
+    def test_record_without_provenance_reads_none(
+        self, store: ResultStore, reader: ResultStore
+    ) -> None:
+        """A record written without provenance (store.write, as before) reads with None."""
+        store.write(1, key="k")
+        assert reader.read("k").metadata.provenance is None
+
+    def test_served_from_memory_with_its_provenance(self, store: ResultStore) -> None:
+        """The memory cache still serves a current record (the very same object), provenance
+        included, both after the write and after a first read."""
+        store.write([1], key="k", provenance=PROVENANCE)
+        first = store.read("k")
+        assert first.metadata.provenance == PROVENANCE
+        assert store.read("k") is first
+
+    def test_overwrite_replaces_the_provenance(
+        self, store: ResultStore, reader: ResultStore
+    ) -> None:
+        """Rewriting a key replaces its provenance: with another one, or with none."""
+        store.write(1, key="k", provenance=PROVENANCE)
+        rerun = PROVENANCE.model_copy(update={"components": {"inputs.model": "aaaa"}})
+        store.write(2, key="k", provenance=rerun)
+        assert reader.read("k").metadata.provenance == rerun
+        store.write(3, key="k")
+        assert reader.read("k").metadata.provenance is None
+
+    def test_overwrite_by_another_process_is_seen(
+        self, database_url: str, namespace: str, store: ResultStore
+    ) -> None:
+        """A record cached in memory is not served once another Database object (as another
+        process would) rewrote it: the new provenance comes back."""
+        store.write(1, key="k", provenance=PROVENANCE)
+        assert store.read("k").metadata.provenance == PROVENANCE
+        other_database = Database(database_url)
+        try:
+            rerun = PROVENANCE.model_copy(update={"task_run_id": "second"})
+            ResultStore(result_storage=other_database, namespace=namespace).write(
+                2, key="k", provenance=rerun
+            )
+        finally:
+            other_database.close()
+        record = store.read("k")
+        assert (record.result, record.metadata.provenance) == (2, rerun)
+
+    def test_attached_before_persist_result_record(
+        self, store: ResultStore, reader: ResultStore
+    ) -> None:
+        """create_result_record(provenance=...) then persist_result_record stores it (the
+        task layer's path), as does a record staged in a transaction."""
+        record = store.create_result_record("v", key="direct", provenance=PROVENANCE)
+        assert record.metadata.provenance is PROVENANCE
+        store.persist_result_record(record)
+        assert reader.read("direct").metadata.provenance == PROVENANCE
+
+        with transaction(key="staged", store=store) as txn:
+            txn.stage(store.create_result_record("w", key="staged", provenance=PROVENANCE))
+        assert reader.read("staged").metadata.provenance == PROVENANCE
+
+    def test_async_write_keeps_provenance(self, store: ResultStore, reader: ResultStore) -> None:
+        """awrite() takes provenance as write() does."""
+        run_async(lambda: store.awrite("v", key="k", provenance=PROVENANCE))
+        assert reader.read("k").metadata.provenance == PROVENANCE
+
+    def test_envelope_export_carries_it(self, store: ResultStore, reader: ResultStore) -> None:
+        """A read record exported with serialize() carries its provenance, and reads back."""
+        store.write({"a": 1}, key="k", provenance=PROVENANCE)
+        exported = reader.read("k").serialize()
+        assert ResultRecord.deserialize(exported).metadata.provenance == PROVENANCE
+
+
 # -- integrity and signing -----------------------------------------------------------------------
 
 
@@ -858,6 +986,56 @@ class TestIntegrity:
         with pytest.raises(IntegrityError, match="damaged"):
             store.read("moved")
         assert store.read("original").result == "genuine"
+
+    @pytest.mark.parametrize(
+        "damage",
+        ["edited", "removed", "added", "not-json"],
+    )
+    def test_damaged_provenance_is_an_integrity_error(
+        self, database: Database, namespace: str, loaded: list[int], damage: str
+    ) -> None:
+        """The checksum covers the provenance column: a fingerprint edited, the provenance
+        removed (NULL), provenance added to a record that had none, or text that is no JSON
+        raises IntegrityError before anything is deserialized."""
+        store = ResultStore(
+            result_storage=database,
+            namespace=namespace,
+            serializer=CountingSerializer(),
+            cache_result_in_memory=False,
+        )
+        original = PROVENANCE.model_dump_json()
+        store.write(b"hello", key="k", provenance=None if damage == "added" else PROVENANCE)
+        damaged = {
+            "edited": original.replace("9f1c", "9f1d"),
+            "removed": None,
+            "added": original,
+            "not-json": original[:-1],
+        }[damage]
+        set_columns(database, namespace, "k", provenance=damaged)
+        with pytest.raises(IntegrityError, match="damaged"):
+            store.read("k")
+        assert loaded == []
+
+    def test_provenance_with_a_matching_checksum_must_be_provenance(
+        self, database: Database, namespace: str
+    ) -> None:
+        """Text written outside sqlresults with a checksum recomputed to match, but that is
+        not a provenance, is refused as damage rather than raising a ValidationError."""
+        store = ResultStore(
+            result_storage=database, namespace=namespace, cache_result_in_memory=False
+        )
+        store.write("v", key="k")
+        row = run_sql(
+            database,
+            select(records).where(records.c.namespace == namespace, records.c.key == "k"),
+        )[0]
+        bogus = '{"not": "a provenance"}'
+        checksum = record_checksum(
+            namespace, "k", row.serializer, row.expires, bytes(row.payload), bogus
+        )
+        set_columns(database, namespace, "k", provenance=bogus, checksum=checksum)
+        with pytest.raises(IntegrityError, match="damaged"):
+            store.read("k")
 
     def test_records_written_before_the_whole_record_checksum_still_read(
         self, database: Database, namespace: str
@@ -996,6 +1174,45 @@ class TestSigning:
         )
         with pytest.raises(IntegrityError, match="signature"):
             reader.read("k")
+
+    def test_signed_provenance_round_trips(self, signed: ResultStore, database: Database) -> None:
+        """With a signing key, a record with provenance is signed over it and reads back."""
+        signed.write({"v": 1}, key="k", provenance=PROVENANCE)
+        reader = ResultStore(
+            result_storage=database, namespace=signed.namespace, cache_result_in_memory=False
+        )
+        record = reader.read("k")
+        assert (record.result, record.metadata.provenance) == ({"v": 1}, PROVENANCE)
+
+    def test_signature_covers_the_provenance(
+        self, signed: ResultStore, database: Database, loaded: list[int]
+    ) -> None:
+        """Someone who can write the table but has no signing key cannot change a signed
+        record's provenance: an edited fingerprint, with a checksum recomputed to match,
+        breaks the signature and nothing is deserialized."""
+        store = ResultStore(
+            result_storage=database, namespace=signed.namespace, serializer=CountingSerializer()
+        )
+        store.write(b"genuine", key="k", provenance=PROVENANCE)
+        row = run_sql(
+            database,
+            select(records).where(records.c.namespace == signed.namespace, records.c.key == "k"),
+        )[0]
+        forged = PROVENANCE.model_copy(update={"components": {"inputs.model": "forged"}})
+        text = forged.model_dump_json()
+        checksum = record_checksum(
+            signed.namespace, "k", row.serializer, row.expires, bytes(row.payload), text
+        )
+        set_columns(database, signed.namespace, "k", provenance=text, checksum=checksum)
+        reader = ResultStore(
+            result_storage=database,
+            namespace=signed.namespace,
+            serializer=CountingSerializer(),
+            cache_result_in_memory=False,
+        )
+        with pytest.raises(IntegrityError, match="signature"):
+            reader.read("k")
+        assert loaded == []
 
     def test_signing_key_never_shown(self, signed: ResultStore) -> None:
         """The signing key appears in no repr of the store or the settings."""

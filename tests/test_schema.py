@@ -34,6 +34,7 @@ RECORD_COLUMNS = [
     "updated",
     "expires",
     "version",
+    "provenance",
 ]
 LOCK_COLUMNS = ["namespace", "key", "holder", "acquired", "expires", "fence"]
 
@@ -55,7 +56,8 @@ class TestTables:
         assert schema.locks is schema.metadata.tables["sqlresults_locks"]
 
     def test_record_columns_in_order(self) -> None:
-        """A record row holds the metadata columns of §3 next to its payload."""
+        """A record row holds the metadata columns of §3 next to its payload, then the
+        provenance that revision 2 added (last, where ADD COLUMN puts it)."""
         assert [column.name for column in schema.records.columns] == RECORD_COLUMNS
 
     def test_lock_columns_in_order(self) -> None:
@@ -74,16 +76,18 @@ class TestTables:
         assert isinstance(columns.payload.type, LargeBinary)
         assert isinstance(columns.signature.type, LargeBinary)
         assert isinstance(columns.serializer.type, Text)
+        assert isinstance(columns.provenance.type, Text)
         for name in ("created", "updated", "expires"):
             assert isinstance(columns[name].type, Double), name
         for name in ("checksum", "size", "version"):
             assert isinstance(columns[name].type, BigInteger), name
 
     def test_nullable_columns(self) -> None:
-        """Only a record's signature and expiry may be NULL (unsigned, never expires); a lock
-        always has a lease end."""
+        """Only a record's signature, expiry and provenance may be NULL (unsigned, never
+        expires, not written by a task); a lock always has a lease end."""
         assert sorted(c.name for c in schema.records.columns if c.nullable) == [
             "expires",
+            "provenance",
             "signature",
         ]
         assert [c.name for c in schema.locks.columns if c.nullable] == []
