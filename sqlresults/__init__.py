@@ -33,6 +33,7 @@ from sqlresults.errors import (
     StorageError,
     StorageUnavailableError,
     UnknownSerializerError,
+    UpstreamTaskError,
 )
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
 from sqlresults.records import Provenance, ResultRecord, ResultRecordMetadata
@@ -105,6 +106,7 @@ __all__ = [
     "Transaction",
     "TransactionState",
     "UnknownSerializerError",
+    "UpstreamTaskError",
     "__version__",
     "atransaction",
     "get_result_store",

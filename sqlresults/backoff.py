@@ -1,4 +1,4 @@
-"""Jittered exponential backoff with a deadline: how sqlresults waits.
+"""Jittered exponential backoff with a deadline, and retry delays: how sqlresults waits.
 
 Used wherever sqlresults waits for something another process holds: SQLite's write lock,
 PostgreSQL serialization conflicts, a key's lock. The pause doubles from ``first`` up to ``cap``
@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "RetryDelay", "exponential_backoff", "retry_delay"]
+
+#: How long a task or flow waits before a retry: seconds, one value per retry (the last one
+#: repeating), or Prefect's form, a function of the number of retries returning such a list
+#: (``exponential_backoff(10)``).
+RetryDelay = float | int | list[float] | list[int] | Callable[[int], list[float] | float]
 
 
 class Backoff:
@@ -51,3 +57,34 @@ class Backoff:
     def sleep(self) -> None:
         """Sleep for :meth:`next_pause` seconds."""
         time.sleep(self.next_pause())
+
+
+def retry_delay(delay: RetryDelay | None, retry: int, retries: int) -> float:
+    """Seconds to wait before retry number ``retry`` (0 for the first) of ``retries``.
+
+    Args:
+        delay: A :data:`RetryDelay`, or None for no wait.
+        retry: Which retry comes next, counted from 0.
+        retries: How many retries there are in all.
+    """
+    if callable(delay):
+        delay = delay(retries)
+    if delay is None:
+        return 0.0
+    if isinstance(delay, list):
+        return float(delay[min(retry, len(delay) - 1)]) if delay else 0.0
+    return float(delay)
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays that double: ``backoff_factor``, then twice that, and so on (Prefect's
+    ``exponential_backoff``, for ``retry_delay_seconds``).
+
+    Args:
+        backoff_factor: The first delay, in seconds.
+    """
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**retry for retry in range(retries)]
+
+    return delays

@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 __all__ = [
+    "Call",
     "Effect",
     "Plan",
+    "Sleep",
     "arun_plan",
     "asettle",
     "in_event_loop",
@@ -45,6 +48,32 @@ class Effect:
 
 
 Plan = Generator[Effect, Any, T]
+
+
+class Call(Effect):
+    """Call a function (sync or async) with arguments; its result is the outcome."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def run(self) -> Any:
+        return settle(self.fn(*self.args, **self.kwargs))
+
+    async def arun(self) -> Any:
+        return await asettle(self.fn(*self.args, **self.kwargs))
+
+
+class Sleep(Effect):
+    """Pause for ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self) -> None:
+        await asyncio.sleep(self.seconds)
 
 
 def run_plan(plan: Plan[T]) -> T:

@@ -29,6 +29,7 @@ dict::
     │   └── StorageUnavailableError  (OSError)       database unreachable or unwritable
     │       ├── ReadOnlyStorageError (PermissionError)
     │       └── DamagedDatabaseError                 SQLite file damaged: restore or recover it
+    ├── UpstreamTaskError            (RuntimeError)  a task's input came from a failed run
     └── ConfigurationError           (ValueError)    bad URL, missing driver, bad setting
 
 This module imports nothing from sqlresults, so every other module may import it. Backend
@@ -64,6 +65,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "UnknownSerializerError",
+    "UpstreamTaskError",
 ]
 
 
@@ -276,6 +278,11 @@ class ReadOnlyStorageError(StorageUnavailableError, PermissionError):
 class DamagedDatabaseError(StorageUnavailableError):
     """The SQLite file is damaged: its pages are malformed (SQLITE_CORRUPT) or its header is,
     while it still starts as a SQLite file. The message says how to restore or recover it."""
+
+
+class UpstreamTaskError(SQLResultsError, RuntimeError):
+    """A task run did not run because a future among its inputs (or ``wait_for``) belongs to
+    a run that did not complete; its state is Failed with this error."""
 
 
 class ConfigurationError(SQLResultsError, ValueError):

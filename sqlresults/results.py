@@ -68,6 +68,7 @@ __all__ = [
     "StoreStats",
     "aget_default_result_storage",
     "default_cache",
+    "derive_result_store",
     "get_default_persist_setting",
     "get_default_persist_setting_for_tasks",
     "get_default_result_serializer",
@@ -907,6 +908,82 @@ def result_storage_discriminator(x: Any) -> str:
     if x is None or isinstance(x, str | os.PathLike):
         return Dialect(parse_url(x if x is not None else get_settings().url)).name
     raise TypeError(f"Not a result storage: {type(x).__name__}")
+
+
+_derived_lock = threading.Lock()
+_derived_stores: dict[tuple[Any, ...], ResultStore] = {}
+
+
+def derive_result_store(
+    parent: ResultStore | None = None,
+    *,
+    result_storage: Any = None,
+    serializer: Serializer | str | None = None,
+    cache_result_in_memory: bool = True,
+    lock_manager: LockManager | None = None,
+) -> ResultStore:
+    """The store of a flow or task run: ``parent``'s (a flow's store), with the run's own
+    storage and serializer where it has them, else the defaults (Prefect's
+    ``update_for_flow``/``update_for_task``).
+
+    Derived stores are shared per configuration, and stores on one database and namespace
+    share one in-memory LRU, so cached records serve every run alike.
+
+    Args:
+        parent: The enclosing run's store, or None.
+        result_storage: The run's own storage (anything :func:`resolve_result_storage`
+            accepts), or None to inherit.
+        serializer: The run's own serializer, or None to inherit.
+        cache_result_in_memory: Keep the run's records in the in-memory LRU.
+        lock_manager: A lock manager of the run's own (a cache policy's), or None.
+
+    Raises:
+        ConfigurationError: The storage or serializer cannot be used.
+    """
+    if result_storage is not None:
+        database = resolve_result_storage(result_storage)
+    elif parent is not None:
+        database = parent.result_storage
+    else:
+        database = get_default_result_storage()
+    if serializer is not None:
+        chosen = resolve_serializer(serializer)
+    elif parent is not None:
+        chosen = parent.serializer
+    else:
+        chosen = get_default_result_serializer()
+    settings = get_settings()
+    namespace = parent.namespace if parent is not None else settings.namespace
+    signing = None if settings.signing_key is None else settings.signing_key.get_secret_value()
+    identity = (
+        database.identity,
+        namespace,
+        chosen.spec_json(),
+        cache_result_in_memory,
+        id(lock_manager),
+        signing,
+    )
+    with _derived_lock:
+        store = _derived_stores.get(identity)
+        if store is not None and store.result_storage is database:
+            return store
+        shared = next(
+            (
+                other.cache
+                for other in _derived_stores.values()
+                if other.namespace == namespace and other.result_storage is database
+            ),
+            None,
+        )
+        store = _derived_stores[identity] = ResultStore(
+            result_storage=database,
+            serializer=chosen,
+            namespace=namespace,
+            cache_result_in_memory=cache_result_in_memory,
+            lock_manager=lock_manager,
+            cache=shared,
+        )
+        return store
 
 
 def get_result_store() -> ResultStore:

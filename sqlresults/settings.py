@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     tasks_default_persist_result: bool | None = Field(
         default=None, description="Default `persist_result` of tasks; None inherits the flow's."
     )
+    tasks_default_no_cache: bool = Field(
+        default=False,
+        description="Tasks without a cache_policy get NO_CACHE instead of DEFAULT.",
+    )
+    tasks_disable_caching: bool = Field(
+        default=False, description="Every task gets NO_CACHE, whatever its cache_policy says."
+    )
     lock_hold_timeout: float = Field(
         default=60.0,
         gt=0,

@@ -22,6 +22,7 @@ __all__ = [
     "check_lease",
     "check_namespace",
     "check_prefix",
+    "check_retries",
     "check_timeout",
     "to_expiration",
 ]
@@ -204,3 +205,18 @@ def to_expiration(expiration: Any, now: float) -> datetime | None:
         "expiration must be None, a datetime.timedelta or a timezone-aware datetime, "
         f"not {type(expiration).__name__}: {expiration!r}."
     )
+
+
+def check_retries(retries: Any) -> int:
+    """Return ``retries`` (None: 0) if it is a usable retry count.
+
+    Raises:
+        InvalidArgumentError: ``retries`` is not a whole number of zero or more.
+    """
+    if retries is None:
+        return 0
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidArgumentError(
+            f"retries must be a whole number of zero or more, not {retries!r}."
+        )
+    return retries

@@ -31,6 +31,7 @@ from sqlresults.errors import (
     StorageError,
     StorageUnavailableError,
     UnknownSerializerError,
+    UpstreamTaskError,
 )
 
 # The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtins
@@ -57,6 +58,7 @@ TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseExcept
     (StorageUnavailableError, StorageError, (OSError,)),
     (ReadOnlyStorageError, StorageUnavailableError, (PermissionError,)),
     (DamagedDatabaseError, StorageUnavailableError, (OSError,)),
+    (UpstreamTaskError, SQLResultsError, (RuntimeError,)),
     (ConfigurationError, SQLResultsError, (ValueError,)),
 ]
 
