@@ -32,6 +32,7 @@ from sqlresults.errors import (
     SQLResultsError,
     StorageError,
     StorageUnavailableError,
+    UnhashableError,
     UnknownSerializerError,
 )
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
@@ -103,6 +104,7 @@ __all__ = [
     "StoreStats",
     "Transaction",
     "TransactionState",
+    "UnhashableError",
     "UnknownSerializerError",
     "__version__",
     "atransaction",
