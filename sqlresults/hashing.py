@@ -24,9 +24,9 @@ counts items). Every encoding is self-delimiting, so concatenations cannot colli
   ``str``: UTF-8 (lone surrogates pass through).
 - ``dict``: items sorted by the encoding of their key; ``set`` and ``frozenset``: elements sorted
   by their encoding. Order never matters, whatever ``PYTHONHASHSEED``.
-- Lists and tuples of 16 or more items of one type (``str``, ``int`` in 64 bits, ``float``
-  without NaN) are packed in one piece; a marker byte no item encoding starts with keeps them
-  apart from the item-by-item form.
+- Lists and tuples of 16 or more items of one type (``str`` without NUL, ``int`` in 64 bits,
+  ``float`` without NaN) are packed in one piece; a marker byte that no item encoding starts
+  with keeps them apart from the item-by-item form.
 
 **Which rule a value gets**, first match wins:
 
