@@ -32,6 +32,7 @@ from sqlresults.errors import (
     SQLResultsError,
     StorageError,
     StorageUnavailableError,
+    UnhashableError,
     UnknownSerializerError,
     UpstreamTaskError,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "StoreStats",
     "Transaction",
     "TransactionState",
+    "UnhashableError",
     "UnknownSerializerError",
     "UpstreamTaskError",
     "__version__",

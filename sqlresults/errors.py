@@ -15,6 +15,7 @@ dict::
     │   │                                            dumps/loads with a stored serializer
     │   │                                            that is not available here
     │   └── InvalidEnvelopeError     (ValueError)    bytes that are no record envelope
+    ├── UnhashableError              (TypeError)     a cache-key input with no stable hash
     ├── IntegrityError                               bad checksum or signature; unsigned
     ├── LockError
     │   ├── LockHeldByOtherError     (RuntimeError)  write refused: another holder's lock
@@ -64,6 +65,7 @@ __all__ = [
     "SerializerUnavailableError",
     "StorageError",
     "StorageUnavailableError",
+    "UnhashableError",
     "UnknownSerializerError",
     "UpstreamTaskError",
 ]
@@ -169,6 +171,68 @@ class InvalidEnvelopeError(SerializationError, ValueError):
     A ``ValueError`` because Prefect raises pydantic's ``ValidationError`` (a ``ValueError``)
     here, so code written for Prefect keeps catching it.
     """
+
+
+class UnhashableError(SQLResultsError, TypeError):
+    """A value that should become part of a cache key has no stable value to hash.
+
+    Raised by :mod:`sqlresults.hashing` instead of falling back to pickle (whose bytes change
+    between processes, PrefectHQ/prefect#16185) or silently sharing a key. The message names
+    where the value sits and the two ways out: leave it out of the key, or teach sqlresults to
+    hash its type. A ``TypeError``, like ``hash()`` of an unhashable object.
+
+    Args:
+        type_name: The qualified name of the offending value's type.
+        path: Where the value sits, as an expression from the argument (``"x['a'][2]"``), or
+            from the function whose source was fingerprinted (``"f.<closure lock>"``).
+        argument: The task parameter the value was passed as, if known.
+        reason: Why it cannot be hashed, when there is more to say than "unknown type" (a
+            reference cycle, a hook that raised ...).
+        function: The qualified name of the function whose source fingerprint (``TASK_SOURCE``)
+            depends on the value; None when the value is a task input.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        path: str,
+        argument: str | None = None,
+        *,
+        reason: str | None = None,
+        function: str | None = None,
+    ) -> None:
+        self.type_name = type_name
+        self.path = path
+        self.argument = argument
+        self.reason = reason
+        self.function = function
+        why = f"cannot be hashed: {reason}" if reason is not None else "has no stable value to hash"
+        # A built-in type (no module in its name) cannot take a method: wrap the value instead.
+        owner = type_name if "." in type_name else f"a class wrapping the {type_name}"
+        hook = (
+            f"give {owner} a __sqlresults_hash__(self) method that returns a hashable "
+            "stand-in (or register one with sqlresults.hashing.register_hasher)"
+        )
+        if function is not None:
+            message = (
+                f"Cannot fingerprint the source of {function} for TASK_SOURCE: it depends on "
+                f"{path}, a {type_name}, which {why}. Either use a cache policy without "
+                f"TASK_SOURCE (e.g. cache_policy=INPUTS), or make the value hashable: {hook}."
+            )
+        else:
+            subject = f"argument {argument!r}" if argument is not None else "a value"
+            leave_out = f'"{argument}"' if argument is not None else '"<argument name>"'
+            message = (
+                f"Cannot compute a cache key from {subject}: {path} is a {type_name}, which "
+                f"{why}. Either leave it out of "
+                f"the cache key with cache_policy=INPUTS - {leave_out}, or {hook}."
+            )
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        arguments = (self.type_name, self.path, self.argument)
+        keywords = {"reason": self.reason, "function": self.function}
+        return _rebuild, (type(self), arguments, keywords), self.__dict__
 
 
 class IntegrityError(SQLResultsError):

@@ -30,6 +30,7 @@ from sqlresults.errors import (
     SQLResultsError,
     StorageError,
     StorageUnavailableError,
+    UnhashableError,
     UnknownSerializerError,
     UpstreamTaskError,
 )
@@ -45,6 +46,7 @@ TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseExcept
     (UnknownSerializerError, SerializationError, (ValueError,)),
     (SerializerUnavailableError, UnknownSerializerError, (ValueError, RuntimeError)),
     (InvalidEnvelopeError, SerializationError, (ValueError,)),
+    (UnhashableError, SQLResultsError, (TypeError,)),
     (IntegrityError, SQLResultsError, ()),
     (LockError, SQLResultsError, ()),
     (LockHeldByOtherError, LockError, (RuntimeError,)),
@@ -63,7 +65,7 @@ TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseExcept
 ]
 
 # Builtins a caller might catch; an error must derive from exactly the ones the tree gives it.
-BUILTINS = [ValueError, KeyError, RuntimeError, TimeoutError, OSError, PermissionError]
+BUILTINS = [ValueError, KeyError, RuntimeError, TimeoutError, OSError, PermissionError, TypeError]
 
 
 class TestTree:
@@ -154,6 +156,9 @@ EXAMPLES: dict[type[BaseException], BaseException] = {
     LockHeldByOtherError: LockHeldByOtherError("k"),
     LockNotHeldError: LockNotHeldError("k", "holder1"),
     LeaseLostError: LeaseLostError("k", "holder1"),
+    UnhashableError: UnhashableError(
+        "_thread.lock", "x['a'][2]", "x", reason="why", function="mod.task"
+    ),
 }
 
 

@@ -22,7 +22,16 @@ ENTRY_POINTS = {"__init__", "__main__"}
 # same layer may import each other, as long as those imports form no cycle.
 LAYERS: list[set[str]] = [
     {"errors", "backoff", "effects"},
-    {"settings", "serializers", "records", "validation", "context", "schema", "dialects"},
+    {
+        "settings",
+        "serializers",
+        "hashing",
+        "records",
+        "validation",
+        "context",
+        "schema",
+        "dialects",
+    },
     {"integrity", "queries", "migrations"},
     {"database"},
     {"locking"},
