@@ -46,6 +46,7 @@ from sqlresults.serializers import (
     Serializer,
 )
 from sqlresults.settings import Settings, get_settings
+from sqlresults.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from sqlresults.transactions import (
     AsyncTransaction,
     CommitMode,
@@ -85,6 +86,7 @@ __all__ = [
     "LockNotHeldError",
     "LockTimeoutError",
     "PickleSerializer",
+    "ProcessPoolTaskRunner",
     "ReadOnlyStorageError",
     "RecordNotFoundError",
     "ResultRecord",
@@ -101,6 +103,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "StoreStats",
+    "ThreadPoolTaskRunner",
     "Transaction",
     "TransactionState",
     "UnknownSerializerError",

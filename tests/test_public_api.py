@@ -147,6 +147,8 @@ class TestTopLevelExports:
             "Serializer",
             "Settings",
             "get_result_store",
+            "ThreadPoolTaskRunner",
+            "ProcessPoolTaskRunner",
         ],
     )
     def test_main_names_are_re_exported(self, name: str) -> None:
