@@ -532,6 +532,18 @@ class TestProcessPoolTaskRunner:
         with pytest.raises(SerializationError, match=r"Task run 'locked'.*could not be pickled"):
             future.result(timeout=HANG)
 
+    def test_a_call_carrying_an_unfinished_future(
+        self, process_runner: ProcessPoolTaskRunner
+    ) -> None:
+        """A call that carries a future not given in wait_for (so unfinished when it is sent)
+        fails its run with a SerializationError that says to use wait_for."""
+        upstream = hanging()
+        future = process_runner.submit(
+            lambda: Completed(resolve_futures_to_results(upstream)), task_run_id=run_id()
+        )
+        with pytest.raises(SerializationError, match=r"not finished.*wait_for"):
+            future.result(timeout=HANG)
+
     def test_unpicklable_state(self, process_runner: ProcessPoolTaskRunner) -> None:
         """A state that cannot be pickled back fails the run with a SerializationError."""
         future = process_runner.submit(lambda: Completed(threading.Lock()), task_run_id=run_id())
