@@ -51,7 +51,6 @@ from __future__ import annotations
 import abc
 import concurrent.futures
 import contextvars
-import logging
 import os
 import threading
 import traceback
@@ -70,8 +69,6 @@ if TYPE_CHECKING:  # imported when a process pool starts: multiprocessing costs 
     from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ProcessPoolTaskRunner", "TaskRunner", "ThreadPoolTaskRunner"]
-
-logger = logging.getLogger("sqlresults.task_runners")
 
 Call = Callable[[], State[Any]]
 
@@ -159,7 +156,8 @@ class _Submission:
             upstream.wait()
         if not self.future.set_running_or_notify_cancel():
             return
-        context = self.context or contextvars.copy_context()
+        # (An empty Context is falsy, so test for None.)
+        context = self.context if self.context is not None else contextvars.copy_context()
         self.future.set_result(_run_call(partial(context.run, self.call)))
 
 

@@ -213,6 +213,29 @@ class TestThreadPoolTaskRunner:
             assert request_id.get() == "second"
             request_id.reset(token)
 
+    def test_work_run_by_a_waiting_worker_keeps_its_own_context(self) -> None:
+        """A call run inline by a waiting worker runs in its submitter's context, even an
+        empty one, not in the waiting call's."""
+        submitted = threading.Event()
+        children: list[TaskRunFuture[Any]] = []
+
+        with ThreadPoolTaskRunner(max_workers=1) as runner:
+
+            def parent() -> State[Any]:
+                request_id.set("parent's")
+                assert submitted.wait(HANG)
+                return Completed(children[0].result())
+
+            def submit_from_a_fresh_thread() -> None:  # a new thread has an empty context
+                children.append(
+                    runner.submit(lambda: Completed(request_id.get()), task_run_id=run_id())
+                )
+                submitted.set()
+
+            future = runner.submit(parent, task_run_id=run_id())
+            join(run_in_thread(submit_from_a_fresh_thread))
+            assert future.result(timeout=HANG) == "unset"
+
     def test_exiting_waits_for_submitted_work(self) -> None:
         """Leaving the runner returns only after the submitted calls finished."""
         release, started = threading.Event(), threading.Event()
