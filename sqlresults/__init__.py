@@ -48,6 +48,7 @@ from sqlresults.serializers import (
     Serializer,
 )
 from sqlresults.settings import Settings, get_settings
+from sqlresults.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from sqlresults.transactions import (
     AsyncTransaction,
     CommitMode,
@@ -87,6 +88,7 @@ __all__ = [
     "LockNotHeldError",
     "LockTimeoutError",
     "PickleSerializer",
+    "ProcessPoolTaskRunner",
     "Provenance",
     "ReadOnlyStorageError",
     "RecordNotFoundError",
@@ -104,6 +106,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "StoreStats",
+    "ThreadPoolTaskRunner",
     "Transaction",
     "TransactionState",
     "UnhashableError",
