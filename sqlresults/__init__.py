@@ -36,6 +36,7 @@ from sqlresults.errors import (
     UnknownSerializerError,
     UpstreamTaskError,
 )
+from sqlresults.flows import Flow, flow
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
 from sqlresults.records import Provenance, ResultRecord, ResultRecordMetadata
 from sqlresults.results import ResultStore, StoreStats, get_result_store
@@ -49,6 +50,7 @@ from sqlresults.serializers import (
 )
 from sqlresults.settings import Settings, get_settings
 from sqlresults.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from sqlresults.tasks import Task, task, unmapped
 from sqlresults.transactions import (
     AsyncTransaction,
     CommitMode,
@@ -74,6 +76,7 @@ __all__ = [
     "DamagedDatabaseError",
     "Database",
     "EventLoopBlockingError",
+    "Flow",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidEnvelopeError",
@@ -106,6 +109,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "StoreStats",
+    "Task",
     "ThreadPoolTaskRunner",
     "Transaction",
     "TransactionState",
@@ -114,8 +118,11 @@ __all__ = [
     "UpstreamTaskError",
     "__version__",
     "atransaction",
+    "flow",
     "get_result_store",
     "get_settings",
     "get_transaction",
+    "task",
     "transaction",
+    "unmapped",
 ]

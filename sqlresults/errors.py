@@ -30,7 +30,13 @@ dict::
     │   └── StorageUnavailableError  (OSError)       database unreachable or unwritable
     │       ├── ReadOnlyStorageError (PermissionError)
     │       └── DamagedDatabaseError                 SQLite file damaged: restore or recover it
-    ├── UpstreamTaskError            (RuntimeError)  a task's input came from a failed run
+    ├── RunError                                     a flow or task run's outcome
+    │   ├── UnfinishedRun            (RuntimeError)  result of a run not final yet
+    │   ├── FailedRun                                result of a failed run with no exception
+    │   ├── CancelledRun                             result of a cancelled run
+    │   ├── CrashedRun               (RuntimeError)  the run's worker process died
+    │   ├── UpstreamTaskError        (RuntimeError)  an input came from a failed run
+    │   └── WaitTimeoutError         (TimeoutError)  waiting for futures ran out of time
     └── ConfigurationError           (ValueError)    bad URL, missing driver, bad setting
 
 This module imports nothing from sqlresults, so every other module may import it. Backend
@@ -43,9 +49,12 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CancelledRun",
     "ConfigurationError",
+    "CrashedRun",
     "DamagedDatabaseError",
     "EventLoopBlockingError",
+    "FailedRun",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidEnvelopeError",
@@ -58,6 +67,7 @@ __all__ = [
     "LockTimeoutError",
     "ReadOnlyStorageError",
     "RecordNotFoundError",
+    "RunError",
     "SQLResultsError",
     "SchemaOutOfDateError",
     "SelfDeadlockError",
@@ -65,9 +75,11 @@ __all__ = [
     "SerializerUnavailableError",
     "StorageError",
     "StorageUnavailableError",
+    "UnfinishedRun",
     "UnhashableError",
     "UnknownSerializerError",
     "UpstreamTaskError",
+    "WaitTimeoutError",
 ]
 
 
@@ -344,9 +356,61 @@ class DamagedDatabaseError(StorageUnavailableError):
     while it still starts as a SQLite file. The message says how to restore or recover it."""
 
 
-class UpstreamTaskError(SQLResultsError, RuntimeError):
-    """A task run did not run because a future among its inputs (or ``wait_for``) belongs to
-    a run that did not complete; its state is Failed with this error."""
+class RunError(SQLResultsError):
+    """Base class of the errors about a flow or task run's outcome."""
+
+
+class UnfinishedRun(RunError, RuntimeError):  # noqa: N818 (Prefect's name)
+    """The result of a run that is not final (``PENDING`` or ``RUNNING``) was asked for.
+
+    Prefect's name and message: ``Run is in RUNNING state, its result is not available.``
+    """
+
+
+class FailedRun(RunError):  # noqa: N818 (Prefect's name)
+    """The result of a failed run that carries no exception (only a message) was asked for."""
+
+
+class CancelledRun(RunError):  # noqa: N818 (Prefect's name)
+    """The result of a cancelled run (e.g. work a runner dropped before it started) was asked
+    for."""
+
+
+class CrashedRun(RunError, RuntimeError):  # noqa: N818 (Prefect's name)
+    """A run's worker died under it (a process pool worker that exited or was killed).
+
+    Its state is ``FAILED`` and named ``"Crashed"``.
+    """
+
+
+class UpstreamTaskError(RunError, RuntimeError):
+    """A run depends on the result of another run that did not complete.
+
+    Raised by :func:`sqlresults.futures.resolve_futures_to_results` (and ``_data``) when one of
+    the futures it resolves failed or was cancelled; the task engine makes it the Failed state
+    of a task run that then does not run. The message is Prefect's, with the upstream's state::
+
+        Upstream task run 'load' (0f0e…) did not reach a 'COMPLETED' state: it is Failed.
+
+    Attributes:
+        upstream_state: The final state of the upstream run, when known.
+    """
+
+    def __init__(self, message: str, upstream_state: Any = None) -> None:
+        super().__init__(message)
+        self.upstream_state = upstream_state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self.args[0]), self.upstream_state)
+
+
+class WaitTimeoutError(RunError, TimeoutError):
+    """Waiting for futures ran out of time (``TaskRunFuture.result``, ``as_completed``,
+    ``FutureList.result``).
+
+    A ``TimeoutError`` with Prefect's messages. Its own class so that a ``TimeoutError`` raised
+    by a task itself is told apart and passes through unchanged.
+    """
 
 
 class ConfigurationError(SQLResultsError, ValueError):

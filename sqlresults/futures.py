@@ -25,7 +25,7 @@ thread a timeout bounds the waiting for work that other threads run, not work it
 
 Where sqlresults differs from Prefect: ``TaskRunFuture.wait(timeout)`` returns the final state
 or None (seed 003) where Prefect's returns None; ``resolve_futures_to_results`` raises
-:class:`~sqlresults.states.UpstreamTaskError` (Prefect: a bare ``Exception``) and checks the
+:class:`~sqlresults.errors.UpstreamTaskError` (Prefect: a bare ``Exception``) and checks the
 futures in completion order, so a failure is reported without waiting for slower ones;
 ``resolve_futures_to_data`` (seed 003, Prefect 2) is its alias; a finished future pickles as a
 finished future (an unfinished one refuses), so a task sent to a worker process may carry the
@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from sqlresults.errors import InvalidArgumentError, SQLResultsError
+from sqlresults.errors import InvalidArgumentError, UpstreamTaskError, WaitTimeoutError
 from sqlresults.states import (
     Cancelled,
     Completed,
@@ -52,7 +52,6 @@ from sqlresults.states import (
     Pending,
     Running,
     State,
-    UpstreamTaskError,
 )
 
 __all__ = [
@@ -61,7 +60,6 @@ __all__ = [
     "InlineWork",
     "TaskRun",
     "TaskRunFuture",
-    "WaitTimeoutError",
     "as_completed",
     "resolve_futures_to_data",
     "resolve_futures_to_results",
@@ -71,15 +69,6 @@ __all__ = [
 
 R = TypeVar("R")
 logger = logging.getLogger("sqlresults.futures")
-
-
-class WaitTimeoutError(SQLResultsError, TimeoutError):
-    """Waiting for futures ran out of time (:meth:`TaskRunFuture.result`,
-    :func:`as_completed`, :meth:`FutureList.result`).
-
-    A ``TimeoutError`` with Prefect's messages. Its own class so that a ``TimeoutError`` raised
-    by a task itself is told apart and passes through unchanged.
-    """
 
 
 class InlineWork(Protocol):

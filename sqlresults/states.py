@@ -33,73 +33,24 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlresults.errors import SQLResultsError
+from sqlresults.errors import CancelledRun, FailedRun, RunError, UnfinishedRun
 from sqlresults.records import ResultRecord
 
 __all__ = [
     "Cached",
     "Cancelled",
-    "CancelledRun",
     "Completed",
-    "CrashedRun",
     "Failed",
-    "FailedRun",
     "Pending",
     "RolledBack",
     "Running",
     "State",
     "StateType",
-    "UnfinishedRun",
-    "UpstreamTaskError",
 ]
 
 R = TypeVar("R")
 
 ROLLED_BACK_MESSAGE = "Task rolled back as part of transaction"
-
-
-class UnfinishedRun(SQLResultsError, RuntimeError):  # noqa: N818 (Prefect's name)
-    """The result of a run that is not final (``PENDING`` or ``RUNNING``) was asked for.
-
-    Prefect's name and message: ``Run is in RUNNING state, its result is not available.``
-    """
-
-
-class FailedRun(SQLResultsError):  # noqa: N818 (Prefect's name)
-    """The result of a failed run that carries no exception (only a message) was asked for."""
-
-
-class CancelledRun(SQLResultsError):  # noqa: N818 (Prefect's name)
-    """The result of a cancelled run (e.g. work a runner dropped before it started) was asked
-    for."""
-
-
-class CrashedRun(SQLResultsError, RuntimeError):  # noqa: N818 (Prefect's name)
-    """A run's worker died under it (a process pool worker that exited or was killed).
-
-    Its state is ``FAILED`` and named ``"Crashed"``.
-    """
-
-
-class UpstreamTaskError(SQLResultsError, RuntimeError):
-    """A run depends on the result of another run that did not complete.
-
-    Raised by :func:`sqlresults.futures.resolve_futures_to_results` (and ``_data``) when one of
-    the futures it resolves failed or was cancelled; the task engine turns it into "upstream
-    failed, this task did not run". The message is Prefect's, with the upstream's state::
-
-        Upstream task run 'load' (0f0e…) did not reach a 'COMPLETED' state: it is Failed.
-
-    Attributes:
-        upstream_state: The final state of the upstream run.
-    """
-
-    def __init__(self, message: str, upstream_state: State[Any] | None = None) -> None:
-        super().__init__(message)
-        self.upstream_state = upstream_state
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (str(self.args[0]), self.upstream_state)
 
 
 class StateType(enum.Enum):
@@ -208,7 +159,7 @@ class State(Generic[R]):
             ValueError: The state is neither failed nor cancelled.
         """
         if self.is_failed():
-            wrapper: type[SQLResultsError] = FailedRun
+            wrapper: type[RunError] = FailedRun
             default_message = "Run failed."
         elif self.is_cancelled():
             wrapper, default_message = CancelledRun, "Run cancelled."

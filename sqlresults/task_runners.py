@@ -61,9 +61,9 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlresults.errors import InvalidArgumentError, SerializationError
+from sqlresults.errors import CrashedRun, InvalidArgumentError, SerializationError
 from sqlresults.futures import TaskRunFuture
-from sqlresults.states import Cancelled, Completed, CrashedRun, Failed, State
+from sqlresults.states import Cancelled, Completed, Failed, State
 
 if TYPE_CHECKING:  # imported when a process pool starts: multiprocessing costs import time
     from concurrent.futures import ProcessPoolExecutor

@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -383,3 +384,25 @@ def private_server(_private_server: PrivateServer) -> Iterator[PrivateServer]:
     yield _private_server
     if not _private_server.running:
         _private_server.up()
+
+
+class Counter:
+    """Counts calls, thread-safely; tasks close over one to show whether they ran."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self.calls += 1
+            return self.calls
+
+
+@pytest.fixture
+def pipeline(database_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> ResultStore:
+    """Point the default store of tasks and flows at the test database and namespace; return
+    a store to look at what they wrote."""
+    monkeypatch.setenv("SQLRESULTS_DATABASE_URL", database_url)
+    monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)
+    return ResultStore(result_storage=database_url, namespace=namespace)

@@ -8,9 +8,12 @@ import pytest
 
 import sqlresults.errors as errors_module
 from sqlresults.errors import (
+    CancelledRun,
     ConfigurationError,
+    CrashedRun,
     DamagedDatabaseError,
     EventLoopBlockingError,
+    FailedRun,
     IntegrityError,
     InvalidArgumentError,
     InvalidEnvelopeError,
@@ -23,6 +26,7 @@ from sqlresults.errors import (
     LockTimeoutError,
     ReadOnlyStorageError,
     RecordNotFoundError,
+    RunError,
     SchemaOutOfDateError,
     SelfDeadlockError,
     SerializationError,
@@ -30,9 +34,11 @@ from sqlresults.errors import (
     SQLResultsError,
     StorageError,
     StorageUnavailableError,
+    UnfinishedRun,
     UnhashableError,
     UnknownSerializerError,
     UpstreamTaskError,
+    WaitTimeoutError,
 )
 
 # The tree drawn in the errors.py docstring: each error, its sqlresults parent and the builtins
@@ -60,7 +66,13 @@ TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseExcept
     (StorageUnavailableError, StorageError, (OSError,)),
     (ReadOnlyStorageError, StorageUnavailableError, (PermissionError,)),
     (DamagedDatabaseError, StorageUnavailableError, (OSError,)),
-    (UpstreamTaskError, SQLResultsError, (RuntimeError,)),
+    (RunError, SQLResultsError, ()),
+    (UnfinishedRun, RunError, (RuntimeError,)),
+    (FailedRun, RunError, ()),
+    (CancelledRun, RunError, ()),
+    (CrashedRun, RunError, (RuntimeError,)),
+    (UpstreamTaskError, RunError, (RuntimeError,)),
+    (WaitTimeoutError, RunError, (TimeoutError,)),
     (ConfigurationError, SQLResultsError, (ValueError,)),
 ]
 

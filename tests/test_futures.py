@@ -23,12 +23,16 @@ import cloudpickle
 import pytest
 from threads import join, run_in_thread
 
-from sqlresults.errors import InvalidArgumentError
+from sqlresults.errors import (
+    CancelledRun,
+    InvalidArgumentError,
+    UpstreamTaskError,
+    WaitTimeoutError,
+)
 from sqlresults.futures import (
     DoneAndNotDoneFutures,
     FutureList,
     TaskRunFuture,
-    WaitTimeoutError,
     as_completed,
     resolve_futures_to_data,
     resolve_futures_to_results,
@@ -38,12 +42,10 @@ from sqlresults.futures import (
 from sqlresults.states import (
     Cached,
     Cancelled,
-    CancelledRun,
     Completed,
     Failed,
     Pending,
     State,
-    UpstreamTaskError,
 )
 
 # A hang guard, not a measurement: a correct test never comes near it.

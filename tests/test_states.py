@@ -13,23 +13,25 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from sqlresults.errors import SQLResultsError
+from sqlresults.errors import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    SQLResultsError,
+    UnfinishedRun,
+    UpstreamTaskError,
+)
 from sqlresults.records import ResultRecord, ResultRecordMetadata
 from sqlresults.states import (
     Cached,
     Cancelled,
-    CancelledRun,
     Completed,
-    CrashedRun,
     Failed,
-    FailedRun,
     Pending,
     RolledBack,
     Running,
     State,
     StateType,
-    UnfinishedRun,
-    UpstreamTaskError,
 )
 
 PREDICATES = ["is_pending", "is_running", "is_completed", "is_failed", "is_cancelled", "is_final"]

@@ -26,7 +26,12 @@ import pytest
 import runner_workers
 from threads import join, run_in_thread
 
-from sqlresults.errors import InvalidArgumentError, SerializationError
+from sqlresults.errors import (
+    CrashedRun,
+    InvalidArgumentError,
+    SerializationError,
+    UpstreamTaskError,
+)
 from sqlresults.futures import (
     FutureList,
     TaskRunFuture,
@@ -35,7 +40,7 @@ from sqlresults.futures import (
     wait,
 )
 from sqlresults.results import ResultStore
-from sqlresults.states import Completed, CrashedRun, State, UpstreamTaskError
+from sqlresults.states import Completed, State
 from sqlresults.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 # A hang guard, not a measurement: a correct test never comes near it.
