@@ -61,6 +61,7 @@ __all__ = [
     "TaskRun",
     "TaskRunFuture",
     "as_completed",
+    "collect_futures",
     "resolve_futures_to_data",
     "resolve_futures_to_results",
     "resolve_futures_to_states",
@@ -552,7 +553,7 @@ def resolve_futures_to_states(expr: Any) -> Any:
         The structure rebuilt with states in place of futures; ``expr`` itself (and each
         part holding no future) when there is nothing to replace.
     """
-    futures = _collect_futures(expr)
+    futures = collect_futures(expr)
     if not futures:
         return expr
     states = {future: future.wait() for future in futures}
@@ -576,7 +577,7 @@ def resolve_futures_to_results(expr: Any) -> Any:
         UpstreamTaskError: A future's run did not complete (it failed or was cancelled); the
             error names it and holds its state, and is chained to its exception.
     """
-    futures = _collect_futures(expr)
+    futures = collect_futures(expr)
     if not futures:
         return expr
     results: dict[TaskRunFuture[Any], Any] = {}
@@ -597,7 +598,9 @@ resolve_futures_to_data = resolve_futures_to_results
 """Seed 003's (Prefect 2's) name for :func:`resolve_futures_to_results`."""
 
 
-def _collect_futures(expr: Any) -> list[TaskRunFuture[Any]]:
+def collect_futures(expr: Any) -> list[TaskRunFuture[Any]]:
+    """The futures inside ``expr`` (nested lists, tuples, sets, dicts and dataclasses), each
+    once, in the order met."""
     found: dict[TaskRunFuture[Any], None] = {}
 
     def note(future: TaskRunFuture[Any]) -> TaskRunFuture[Any]:

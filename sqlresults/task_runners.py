@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sqlresults.errors import CrashedRun, InvalidArgumentError, SerializationError
 from sqlresults.futures import TaskRunFuture
@@ -173,6 +173,10 @@ class TaskRunner(abc.ABC):
     Args:
         max_workers: The most calls run at once.
     """
+
+    #: Whether calls run in other processes: what they carry must then be picklable (the
+    #: submitting flow's context travels without its task runner).
+    crosses_processes: ClassVar[bool] = False
 
     def __init__(self, max_workers: int) -> None:
         self._max_workers = max_workers
@@ -467,6 +471,8 @@ class ProcessPoolTaskRunner(TaskRunner):
     Raises:
         InvalidArgumentError: ``max_workers`` is not a positive integer.
     """
+
+    crosses_processes: ClassVar[bool] = True
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__(_check_max_workers(max_workers, os.cpu_count() or 1))

@@ -68,6 +68,7 @@ from sqlresults.errors import (
 from sqlresults.futures import (
     FutureList,
     TaskRunFuture,
+    collect_futures,
     resolve_futures_to_results,
     resolve_futures_to_states,
 )
@@ -348,7 +349,12 @@ class Task(Generic[P, R]):
         call = functools.partial(
             _run_submitted, self, parameters, wait_for, task_run_id, _portable(flow_ctx, runner)
         )
-        return runner.submit(call, task_run_id=task_run_id, name=_run_name(self, task_run_id))
+        # The runner starts the call once its upstream futures are final, holding no worker
+        # while it waits (and a call crossing processes then carries finished futures only).
+        upstream = collect_futures([parameters, list(wait_for or ())])
+        return runner.submit(
+            call, task_run_id=task_run_id, name=_run_name(self, task_run_id), wait_for=upstream
+        )
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -690,7 +696,7 @@ def _early_cache_hit(
 
 
 def _holds_futures(value: Any) -> bool:
-    return resolve_futures_to_states(value) is not value
+    return bool(collect_futures(value))
 
 
 def _run_submitted(

@@ -13,6 +13,7 @@ import asyncio
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from sqlresults.flows import flow
 from sqlresults.futures import TaskRunFuture
 from sqlresults.results import ResultStore
 from sqlresults.states import State
-from sqlresults.task_runners import TaskRunner, ThreadPoolTaskRunner
+from sqlresults.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from sqlresults.tasks import Task, exponential_backoff, task, unmapped
 
 SERIALIZABLE_INPUTS = INPUTS.configure(isolation_level="SERIALIZABLE")
@@ -524,6 +525,56 @@ class TestComputeOnce:
         values = asyncio.run(scenario())
         assert len(set(values)) == 1
         assert counter.calls == 1
+
+
+class TestProcessPool:
+    def test_a_process_pool_flow_computes_each_serializable_key_once(
+        self, pipeline: ResultStore, tmp_path: Path
+    ) -> None:
+        """A flow on a ProcessPoolTaskRunner (spawn) maps a SERIALIZABLE task over repeated
+        inputs: each key is computed once across the pool (the computations are counted in a
+        file every process appends to), and every call gets the one value."""
+        log = tmp_path / "computed.txt"
+
+        @task(cache_policy=SERIALIZABLE_INPUTS)
+        def compute(x: int) -> str:
+            import os
+            import time
+
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"{x}\n")
+            time.sleep(0.05)  # overlap the duplicates; never measured
+            return f"{x}-{os.getpid()}"
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def run(xs: list[int]) -> list[str]:
+            return compute.map(xs).result(timeout=120)
+
+        xs = [1, 2, 1, 2, 3, 1, 3, 2]
+        values = run(xs)
+        computed = log.read_text(encoding="utf-8").split()
+        assert sorted(computed) == ["1", "2", "3"]
+        by_input: dict[int, set[str]] = {}
+        for x, value in zip(xs, values, strict=True):
+            by_input.setdefault(x, set()).add(value)
+        assert all(len(seen) == 1 for seen in by_input.values())
+
+    def test_futures_cross_processes_as_their_results(self, pipeline: ResultStore) -> None:
+        """A future passed to a task on a process pool reaches the worker as its result."""
+
+        @task
+        def one() -> int:
+            return 1
+
+        @task
+        def inc(x: int) -> int:
+            return x + 1
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def run() -> int:
+            return inc.submit(inc.submit(one.submit())).result(timeout=120)  # type: ignore[no-any-return]
+
+        assert run() == 3
 
 
 class TestProvenance:
