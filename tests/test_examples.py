@@ -68,3 +68,26 @@ class TestComputeOnceExample:
         assert result.returncode == 0
         for option in ("--processes", "--keys", "--url"):
             assert option in result.stdout
+
+
+class TestPipelineExample:
+    def test_the_second_process_is_served_from_the_database(
+        self, backend: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """examples/pipeline.py run twice (on a SQLite file in SQLRESULTS_HOME, or on
+        PostgreSQL via --url): the first process computes, and within it the second flow run
+        and later calls are Cached; the second process finds everything cached, the "large"
+        model included."""
+        monkeypatch.setenv("SQLRESULTS_HOME", str(tmp_path / "home"))
+        url_args = ["--url", database_url] if backend == "postgresql" else []
+        if backend == "postgresql":
+            monkeypatch.setenv("SQLRESULTS_NAMESPACE", f"example-{tmp_path.name}")
+        first = run_example("pipeline.py", *url_args)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert re.search(r"^run 1: 4 documents embedded in \d+\.\d\d s$", first.stdout, re.M)
+        assert "each call now: Cached, Cached, Cached, Cached" in first.stdout
+        assert "another model is another key: Completed" in first.stdout
+        second = run_example("pipeline.py", *url_args)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "each call now: Cached, Cached, Cached, Cached" in second.stdout
+        assert "another model is another key: Cached" in second.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import Any
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TESTS = Path(__file__).resolve().parent
@@ -39,7 +40,7 @@ class TestTour:
         """The tour's code runs top to bottom in a fresh home (the autouse fixture points
         SQLRESULTS_HOME and the working directory at a temporary directory), and the values its
         comments promise are the real ones."""
-        (tour,) = _python_blocks()
+        tour = _python_blocks()[0]
         namespace: dict[str, object] = {}
         exec(compile(tour, str(README), "exec"), namespace)  # our own README, not input
         store = namespace["store"]
@@ -50,6 +51,22 @@ class TestTour:
         assert not store.is_locked("k")  # type: ignore[attr-defined]
         assert store.read("async-step").result == "computed"  # type: ignore[attr-defined]
         assert Path("team.db").is_file()
+
+
+class TestCachingSection:
+    def test_pipeline_example_runs_and_caches(self, tmp_path: Path) -> None:
+        """The "Caching pipeline steps" example runs as written: the second pipeline run is
+        served from pipeline.db, and the last call's first run is Completed, its second
+        Cached."""
+        blocks = _python_blocks()
+        assert len(blocks) == 2
+        namespace: dict[str, Any] = {}
+        exec(compile(blocks[1], str(README), "exec"), namespace)  # our own README, not input
+        assert Path("pipeline.db").is_file()
+        state = namespace["pipeline"](["a cached step", "another one"], return_state=True)
+        assert state.result() == [[1.0, 6.0, 4.0], [7.0, 3.0]]
+        assert namespace["embed"]("new text", return_state=True).name == "Cached"
+        assert namespace["fetch"]("x") == "<contents of x>"
 
 
 class TestDifferencesTable:

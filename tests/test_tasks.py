@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 from conftest import Counter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from threads import join, run_in_thread
 
-from sqlresults.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from sqlresults.cache_policies import DEFAULT, FLOW_PARAMETERS, INPUTS, NO_CACHE, TASK_SOURCE
 from sqlresults.errors import UnhashableError, UpstreamTaskError
 from sqlresults.flows import flow
 from sqlresults.futures import TaskRunFuture
@@ -609,3 +611,79 @@ class TestRunners:
         with pytest.raises(ConfigurationError, match="TaskRunner"):
             flow(task_runner="threads")(lambda: None)  # type: ignore[arg-type]
         assert isinstance(ThreadPoolTaskRunner(), TaskRunner)
+
+
+# -- property: caching never changes what a pipeline computes ---------------------------------
+
+# Policies under which a key determines the output of the graph's tasks (every one of them takes
+# its node's identity and coefficient as arguments, so INPUTS tells nodes apart).
+GRAPH_POLICIES: dict[str, Any] = {
+    "NO_CACHE": NO_CACHE,
+    "INPUTS": INPUTS,
+    "INPUTS + TASK_SOURCE": INPUTS + TASK_SOURCE,
+    "DEFAULT": DEFAULT,
+    "INPUTS - 'unused'": INPUTS - "unused",
+    "INPUTS + FLOW_PARAMETERS": INPUTS + FLOW_PARAMETERS,
+    "SERIALIZABLE INPUTS": SERIALIZABLE_INPUTS,
+}
+
+
+@st.composite
+def task_graphs(draw: st.DrawFn) -> list[tuple[int, list[int], str, bool]]:
+    """A random DAG: per node (coefficient, upstream node indexes, policy name, submitted?)."""
+    size = draw(st.integers(min_value=1, max_value=6))
+    nodes = []
+    for index in range(size):
+        upstream = draw(st.lists(st.integers(0, index - 1), max_size=3)) if index else []
+        nodes.append(
+            (
+                draw(st.integers(-3, 3)),
+                sorted(set(upstream)),
+                draw(st.sampled_from(sorted(GRAPH_POLICIES))),
+                draw(st.booleans()),
+            )
+        )
+    return nodes
+
+
+def node_value(node: int, coef: int, upstream: list[int]) -> int:
+    """What every node computes, from its arguments only."""
+    return coef * (node + 1) + sum(upstream) * 2 - len(upstream)
+
+
+class TestCachingNeverChangesResults:
+    @given(graph=task_graphs(), seed=st.integers(0, 3))
+    @settings(max_examples=25, deadline=None)
+    def test_random_graphs_compute_the_same_cached_and_uncached(
+        self, pipeline: ResultStore, graph: list[tuple[int, list[int], str, bool]], seed: int
+    ) -> None:
+        """A random task graph, each task with a random cache policy (from those whose key
+        determines the output), called directly or submitted, run twice in a flow: both runs
+        give exactly what plain Python computes, whatever was served from the cache."""
+        tasks = {
+            name: task(cache_policy=policy, name=f"node-{name}")(node_value_task)
+            for name, policy in GRAPH_POLICIES.items()
+        }
+
+        def expected() -> list[int]:
+            values: list[int] = []
+            for index, (coef, upstream, _, _) in enumerate(graph):
+                values.append(node_value(index, coef + seed, [values[u] for u in upstream]))
+            return values
+
+        @flow
+        def run(seed: int) -> list[int]:
+            results: list[Any] = []
+            for index, (coef, upstream, policy, submitted) in enumerate(graph):
+                args = (index, coef + seed, [results[u] for u in upstream])
+                call = tasks[policy]
+                results.append(call.submit(*args) if submitted else call(*args))
+            return [r.result() if isinstance(r, TaskRunFuture) else r for r in results]
+
+        assert run(seed) == expected()
+        assert run(seed) == expected()
+
+
+def node_value_task(node: int, coef: int, upstream: list[int], unused: int = 0) -> int:
+    """node_value as a task body (module level, so TASK_SOURCE sees a stable function)."""
+    return node_value(node, coef, upstream)
