@@ -758,30 +758,25 @@ class _RunHook(Effect):
         self.txn._log_hook(self.hook, self.kind, done=True)
 
 
-class _Commit(Effect):
-    """Commit another transaction (a child) of either kind."""
+class _Settle(Effect):
+    """Commit or roll back another transaction (a child, or the parent) of either kind."""
 
-    def __init__(self, txn: BaseTransaction) -> None:
-        self.txn = txn
-
-    def run(self) -> Any:
-        return settle(self.txn.commit())  # type: ignore[attr-defined]
-
-    async def arun(self) -> Any:
-        return await asettle(self.txn.commit())  # type: ignore[attr-defined]
-
-
-class _RollBack(Effect):
-    """Roll back another transaction (a child, or the parent) of either kind."""
-
-    def __init__(self, txn: BaseTransaction) -> None:
-        self.txn = txn
+    def __init__(self, txn: BaseTransaction, method: str) -> None:
+        self.txn, self.method = txn, method
 
     def run(self) -> Any:
-        return settle(self.txn.rollback())  # type: ignore[attr-defined]
+        return settle(getattr(self.txn, self.method)())
 
     async def arun(self) -> Any:
-        return await asettle(self.txn.rollback())  # type: ignore[attr-defined]
+        return await asettle(getattr(self.txn, self.method)())
+
+
+def _Commit(txn: BaseTransaction) -> _Settle:  # noqa: N802 - reads as the effect it makes
+    return _Settle(txn, "commit")
+
+
+def _RollBack(txn: BaseTransaction) -> _Settle:  # noqa: N802 - reads as the effect it makes
+    return _Settle(txn, "rollback")
 
 
 def _blocking_error(txn: BaseTransaction, key: str, what: str) -> EventLoopBlockingError:
