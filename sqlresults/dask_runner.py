@@ -55,6 +55,7 @@ import pickle
 import queue
 import socket
 import threading
+import time
 import traceback
 import uuid
 import weakref
@@ -106,6 +107,8 @@ _unpickling = threading.local()
 
 # How long closing the client may take, in seconds, when the scheduler is gone.
 _CLOSE_TIMEOUT = 10.0
+# How long the runner trusts what it learnt of the cluster's hosts, in seconds.
+_HOSTS_REFRESH = 2.0
 
 
 # -- the worker's side -----------------------------------------------------------------------
@@ -397,6 +400,7 @@ class DaskTaskRunner(TaskRunner):
         self._collector: threading.Thread | None = None
         self._cancelling = False
         self._settings_payload: tuple[Settings, bytes] | None = None
+        self._hosts_seen: tuple[float, set[str]] | None = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -489,6 +493,7 @@ class DaskTaskRunner(TaskRunner):
             raise
         self._exit_stack = stack
         self._cancelling = False
+        self._hosts_seen = None
         self._collector = threading.Thread(
             target=self._collect, name="sqlresults-dask-collector", daemon=True
         )
@@ -675,9 +680,20 @@ class DaskTaskRunner(TaskRunner):
 
     def _remote_hosts(self) -> set[str]:
         """The hosts of the scheduler and workers that are not this machine (none for a
-        LocalCluster this runner started)."""
+        LocalCluster this runner started). Asking the scheduler is a round trip, so the
+        answer is kept for ``_HOSTS_REFRESH`` seconds (Dask refreshes its own view of the
+        workers as often)."""
         if isinstance(self._cluster, distributed.LocalCluster):
             return set()
+        now = time.monotonic()
+        known = self._hosts_seen
+        if known is not None and now - known[0] < _HOSTS_REFRESH:
+            return known[1]
+        remote = self._ask_remote_hosts()
+        self._hosts_seen = (now, remote)
+        return remote
+
+    def _ask_remote_hosts(self) -> set[str]:
         client = self._client
         assert client is not None
         info = client.scheduler_info()
