@@ -45,6 +45,7 @@ dask.distributed schedules; the result database coordinates. How a run travels:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import io
@@ -566,8 +567,6 @@ class DaskTaskRunner(TaskRunner):
                 machines (see the module docstring).
         """
         self._check_started()
-        import concurrent.futures
-
         future: concurrent.futures.Future[State[Any]] = concurrent.futures.Future()
         upstream = tuple(dict.fromkeys(wait_for))
         foreign = tuple(f for f in upstream if self._dask_future(f) is None and not f.done())
