@@ -35,6 +35,7 @@ dict::
     │   ├── FailedRun                                result of a failed run with no exception
     │   ├── CancelledRun                             result of a cancelled run
     │   ├── CrashedRun               (RuntimeError)  the run's worker process died
+    │   ├── ClusterUnavailableError  (ConnectionError) the Dask scheduler is unreachable
     │   ├── UpstreamTaskError        (RuntimeError)  an input came from a failed run
     │   └── WaitTimeoutError         (TimeoutError)  waiting for futures ran out of time
     └── ConfigurationError           (ValueError)    bad URL, missing driver, bad setting
@@ -50,6 +51,7 @@ from typing import Any
 
 __all__ = [
     "CancelledRun",
+    "ClusterUnavailableError",
     "ConfigurationError",
     "CrashedRun",
     "DamagedDatabaseError",
@@ -380,6 +382,14 @@ class CrashedRun(RunError, RuntimeError):  # noqa: N818 (Prefect's name)
     """A run's worker died under it (a process pool worker that exited or was killed).
 
     Its state is ``FAILED`` and named ``"Crashed"``.
+    """
+
+
+class ClusterUnavailableError(RunError, ConnectionError):
+    """The cluster a task runner sends runs to cannot be reached: a
+    :class:`~sqlresults.task_runners.DaskTaskRunner` whose scheduler refused the connection
+    or went away. The message names the scheduler's address (never a password); runs it had
+    not finished get a ``Failed`` state holding this error.
     """
 
 

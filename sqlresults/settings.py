@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
@@ -23,7 +26,14 @@ from sqlresults.errors import ConfigurationError
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["Settings", "get_settings", "hide_password", "hide_secrets", "url_secrets"]
+__all__ = [
+    "Settings",
+    "get_settings",
+    "hide_password",
+    "hide_secrets",
+    "url_secrets",
+    "use_settings",
+]
 
 ENV_PREFIX = "SQLRESULTS_"
 
@@ -247,17 +257,22 @@ def _embedded_secrets(text: str) -> list[str]:
 
 _lock = threading.Lock()
 _cached: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+_override: ContextVar[Settings | None] = ContextVar("sqlresults_settings", default=None)
 
 
 def get_settings() -> Settings:
     """Return the current settings.
 
-    The object is cached and rebuilt when any ``SQLRESULTS_*`` environment variable changes.
+    Inside :func:`use_settings`, the settings it was given. Otherwise the object is cached and
+    rebuilt when any ``SQLRESULTS_*`` environment variable changes.
 
     Raises:
         ConfigurationError: An environment variable holds a value of the wrong type or range;
             the message names the variable.
     """
+    override = _override.get()
+    if override is not None:
+        return override
     global _cached
     fingerprint = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
     cached = _cached
@@ -270,6 +285,28 @@ def get_settings() -> Settings:
             raise _configuration_error(exc) from None
         _cached = (fingerprint, settings)
         return settings
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Make :func:`get_settings` return ``settings`` in this context (this thread, or this
+    task of an event loop), whatever the environment says.
+
+    A :class:`~sqlresults.task_runners.DaskTaskRunner` worker runs each task run inside the
+    settings of the process that submitted it: a worker on another machine has other
+    environment variables, and the run must persist, sign and lease as its flow would.
+
+    Args:
+        settings: The settings to use.
+
+    Returns:
+        A context manager that yields ``settings``.
+    """
+    token = _override.set(settings)
+    try:
+        yield settings
+    finally:
+        _override.reset(token)
 
 
 def _configuration_error(exc: ValidationError) -> ConfigurationError:

@@ -11,6 +11,9 @@ leaving it waits for everything submitted, then stops the workers::
 
 - :class:`ThreadPoolTaskRunner` (the default) runs calls in worker threads, each inside a copy
   of the submitter's :mod:`contextvars` context, so the run context flows into the workers.
+- ``DaskTaskRunner`` (the ``dask`` extra; :mod:`sqlresults.dask_runner`) runs calls on a
+  dask.distributed cluster. It is loaded on first use of the name, so importing sqlresults
+  never imports dask.
 - :class:`ProcessPoolTaskRunner` runs calls in worker processes started with *spawn*. The call
   is cloudpickled (the engine makes it carry the task, its parameters, the picklable
   ``ResultStore`` and a snapshot of the run context) and so is the state it returns. Results
@@ -68,7 +71,13 @@ from sqlresults.states import Cancelled, Completed, Failed, State
 if TYPE_CHECKING:  # imported when a process pool starts: multiprocessing costs import time
     from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["ProcessPoolTaskRunner", "TaskRunner", "ThreadPoolTaskRunner"]
+# DaskTaskRunner is defined in sqlresults.dask_runner and loaded by __getattr__ below.
+__all__ = [
+    "DaskTaskRunner",  # noqa: F822
+    "ProcessPoolTaskRunner",
+    "TaskRunner",
+    "ThreadPoolTaskRunner",
+]
 
 Call = Callable[[], State[Any]]
 
@@ -211,7 +220,11 @@ class TaskRunner(abc.ABC):
 
         Args:
             call: Runs one task run and returns its final state. An exception it raises
-                gives a ``Failed`` state, a value that is no state a ``Completed`` one.
+                gives a ``Failed`` state, a value that is no state a ``Completed`` one. A
+                call may also have a ``result_store()`` method returning the
+                :class:`~sqlresults.results.ResultStore` its run persists to (the task
+                engine's calls do); a runner that moves results between machines may then
+                send a large persisted result as a reference to its record.
             task_run_id: The run's id (the future's ``task_run_id``).
             name: The run's name, for messages.
             wait_for: Futures that must be final (in any state) before the call starts.
@@ -626,3 +639,12 @@ class ProcessPoolTaskRunner(TaskRunner):
             executor.shutdown(wait=True)
         self._executor = self._dispatcher = self._broken = None
         self._retired = []
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``DaskTaskRunner`` (and dask) only when it is asked for."""
+    if name == "DaskTaskRunner":
+        from sqlresults.dask_runner import DaskTaskRunner
+
+        return DaskTaskRunner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

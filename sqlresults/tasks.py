@@ -346,9 +346,7 @@ class Task(Generic[P, R]):
             return TaskRunFuture.completed(hit)
         flow_ctx = current_flow_run.get()
         runner = _runner_for(flow_ctx)
-        call = functools.partial(
-            _run_submitted, self, parameters, wait_for, task_run_id, _portable(flow_ctx, runner)
-        )
+        call = _SubmittedRun(self, parameters, wait_for, task_run_id, _portable(flow_ctx, runner))
         # The runner starts the call once its upstream futures are final, holding no worker
         # while it waits (and a call crossing processes then carries finished futures only).
         upstream = collect_futures([parameters, list(wait_for or ())])
@@ -697,6 +695,36 @@ def _early_cache_hit(
 
 def _holds_futures(value: Any) -> bool:
     return bool(collect_futures(value))
+
+
+class _SubmittedRun:
+    """A submitted run as its runner receives it: calling it runs the run (on a thread, or in
+    another process) and returns its final state; :meth:`result_store` says where a persisted
+    result is written, for runners that may send a reference to the record instead of the
+    value (DaskTaskRunner)."""
+
+    def __init__(
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Any,
+        task_run_id: uuid.UUID,
+        flow_ctx: FlowRunContext | None,
+    ) -> None:
+        self.task = task
+        self.parameters = parameters
+        self.wait_for = wait_for
+        self.task_run_id = task_run_id
+        self.flow_ctx = flow_ctx
+
+    def __call__(self) -> State[Any]:
+        return _run_submitted(
+            self.task, self.parameters, self.wait_for, self.task_run_id, self.flow_ctx
+        )
+
+    def result_store(self) -> ResultStore:
+        """The store the run reads its cached result from and writes a persisted one to."""
+        return _store_for(self.task, self.flow_ctx)
 
 
 def _run_submitted(

@@ -9,6 +9,7 @@ import pytest
 import sqlresults.errors as errors_module
 from sqlresults.errors import (
     CancelledRun,
+    ClusterUnavailableError,
     ConfigurationError,
     CrashedRun,
     DamagedDatabaseError,
@@ -71,6 +72,7 @@ TREE: list[tuple[type[BaseException], type[BaseException], tuple[type[BaseExcept
     (FailedRun, RunError, ()),
     (CancelledRun, RunError, ()),
     (CrashedRun, RunError, (RuntimeError,)),
+    (ClusterUnavailableError, RunError, (ConnectionError,)),
     (UpstreamTaskError, RunError, (RuntimeError,)),
     (WaitTimeoutError, RunError, (TimeoutError,)),
     (ConfigurationError, SQLResultsError, (ValueError,)),

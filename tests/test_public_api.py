@@ -41,7 +41,8 @@ LAYERS: list[set[str]] = [
     # The task layer: states, then futures of runs, then runners, then what submits to them.
     {"states"},
     {"futures"},
-    {"task_runners"},
+    # dask_runner imports task_runners; task_runners loads it lazily (a module __getattr__).
+    {"task_runners", "dask_runner"},
     {"cache_policies", "tasks", "flows"},
     {"cli"},
 ]

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 TESTS = Path(__file__).resolve().parent
 
@@ -59,7 +61,7 @@ class TestCachingSection:
         served from pipeline.db, and the last call's first run is Completed, its second
         Cached."""
         blocks = _python_blocks()
-        assert len(blocks) == 2
+        assert len(blocks) == 3
         namespace: dict[str, Any] = {}
         exec(compile(blocks[1], str(README), "exec"), namespace)  # our own README, not input
         assert Path("pipeline.db").is_file()
@@ -91,3 +93,29 @@ class TestDifferencesTable:
         ]
         assert unnamed == []
         assert any("Difference from Prefect" in doc for _, doc in _compat_test_docstrings())
+
+
+class TestScalingOutSection:
+    @pytest.mark.timeout(240)
+    def test_the_dask_example_runs_and_computes_each_day_once(self) -> None:
+        """The "Scaling out" example runs as written on the LocalCluster its runner starts
+        (with the dashboard on a free port: 8787 may be taken on a shared machine), and a
+        second run is served from features.db."""
+        from sqlresults.task_runners import DaskTaskRunner
+
+        namespace: dict[str, Any] = {"__name__": "readme"}
+        exec(compile(_python_blocks()[2], str(README), "exec"), namespace)  # our own README
+        backfill = namespace["backfill"]
+        runner = backfill.task_runner
+        assert isinstance(runner, DaskTaskRunner)
+        assert runner.address is None
+        backfill = backfill.with_options(
+            task_runner=DaskTaskRunner(
+                cluster_kwargs={**runner.cluster_kwargs, "dashboard_address": "127.0.0.1:0"}
+            )
+        )
+        days = ["2026-11-01", "2026-11-02"]
+        assert backfill(days) == [day.encode() * 1000 for day in days]
+        assert Path("features.db").is_file()
+        state = backfill(days, return_state=True)
+        assert state.result() == [day.encode() * 1000 for day in days]

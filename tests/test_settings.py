@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from sqlresults.errors import ConfigurationError
-from sqlresults.settings import Settings, get_settings, hide_password
+from sqlresults.settings import Settings, get_settings, hide_password, use_settings
 
 PASSWORD = "s3cret"
 SECRET_URL = f"postgresql+psycopg://u:{PASSWORD}@h/db"
@@ -205,6 +206,25 @@ class TestGetSettings:
         first = get_settings()
         monkeypatch.setenv("UNRELATED_VARIABLE", "x")
         assert get_settings() is first
+
+    def test_use_settings_wins_over_the_environment_in_its_context_only(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Inside use_settings(s) get_settings() is s, whatever the environment says; other
+        threads, and the code after the block, see the environment again."""
+        submitted = Settings(namespace="from-the-submitter")
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", "from-this-process")
+        seen_elsewhere: list[str] = []
+        with use_settings(submitted) as active:
+            assert active is submitted
+            assert get_settings() is submitted
+            thread = threading.Thread(
+                target=lambda: seen_elsewhere.append(get_settings().namespace)
+            )
+            thread.start()
+            thread.join()
+        assert seen_elsewhere == ["from-this-process"]
+        assert get_settings().namespace == "from-this-process"
 
 
 class TestInvalidValues:
