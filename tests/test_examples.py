@@ -72,7 +72,12 @@ class TestComputeOnceExample:
 
 class TestPipelineExample:
     def test_the_second_process_is_served_from_the_database(
-        self, backend: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self,
+        backend: str,
+        database_url: str,
+        namespace: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """examples/pipeline.py run twice (on a SQLite file in SQLRESULTS_HOME, or on
         PostgreSQL via --url): the first process computes, and within it the second flow run
@@ -80,8 +85,7 @@ class TestPipelineExample:
         model included."""
         monkeypatch.setenv("SQLRESULTS_HOME", str(tmp_path / "home"))
         url_args = ["--url", database_url] if backend == "postgresql" else []
-        if backend == "postgresql":
-            monkeypatch.setenv("SQLRESULTS_NAMESPACE", f"example-{tmp_path.name}")
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)  # the shared server's own
         first = run_example("pipeline.py", *url_args)
         assert first.returncode == 0, first.stdout + first.stderr
         assert re.search(r"^run 1: 4 documents embedded in \d+\.\d\d s$", first.stdout, re.M)
