@@ -4,7 +4,7 @@ Targets: ``sqlresults ls --limit 50``, ``stats`` and ``locks`` answer in under a
 ``export`` of every record stays under 100 MB of memory. Each command runs as a real process,
 as a person would run it: the times are wall-clock times of the whole process (Python start
 and imports included; the ``--version`` line shows that floor), the memory is the export
-process's peak resident set size (``ru_maxrss``).
+process's peak resident set size (``ru_maxrss``, taken from a fresh launcher process).
 
 Usage:
     .venv/bin/python scripts/measure_cli.py [--records N] [--url URL] [--rounds R]
@@ -17,7 +17,6 @@ minute or so; the database is not kept.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import statistics
@@ -85,15 +84,32 @@ def timed(args: list[str], rounds: int) -> float:
     return statistics.median(times)
 
 
+# Runs a command and prints its peak resident memory (kB) and exit status. The command is
+# started from this small, fresh process, not from the measuring one: a child's ru_maxrss
+# includes the memory of the process it was forked from (Linux keeps the high-water mark
+# across exec), and the measuring process holds the 100,000 records it wrote.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_memory(args: list[str]) -> tuple[float, float]:
     """Run ``sqlresults ARGS``; return (peak resident memory in MB, wall seconds)."""
     started = time.perf_counter()
-    process = subprocess.Popen([SCRIPT, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, SCRIPT, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"sqlresults {' '.join(args)} failed")
-    return usage.ru_maxrss / 1024, elapsed  # ru_maxrss is in kB on Linux
+    maxrss, status = done.stdout.split()
+    if status != "0":
+        raise SystemExit(f"sqlresults {' '.join(args)} failed:\n{done.stderr}")
+    return int(maxrss) / 1024, elapsed  # ru_maxrss is in kB on Linux
 
 
 def main() -> None:

@@ -73,7 +73,7 @@ __all__ = [
 # Rows per page of a listing; an export's payload batches stop at _EXPORT_BATCH_BYTES (one
 # record larger than that is fetched alone).
 _PAGE = 1000
-_EXPORT_BATCH_BYTES = 8 * 1024 * 1024
+_EXPORT_BATCH_BYTES = 2 * 1024 * 1024
 
 
 def _time(seconds: float) -> datetime:
@@ -845,7 +845,7 @@ def export_records(
 ) -> Iterator[ExportItem]:
     """Yield each record of the namespace as Prefect's JSON envelope, in key order.
 
-    Payloads are fetched in batches of at most about 8 MB (a larger record alone), and
+    Payloads are fetched in batches of at most about 2 MB (a larger record alone), and
     converted without being deserialized, so memory stays flat however many records there
     are. A record that fails its checksum (or its signature, with ``signer``), or whose
     serializer cannot write Prefect's format, is yielded with an error; the rest go on.
@@ -869,7 +869,7 @@ def export_records(
         page = database.fetchall(plan, {**base, "after": after, "limit": _PAGE})
         start = 0
         while start < len(page):
-            # Records up to ~8 MB of payload at a time (at least one).
+            # Records up to ~2 MB of payload at a time (at least one).
             end, total = start + 1, int(page[start][1])
             while end < len(page) and total + int(page[end][1]) <= _EXPORT_BATCH_BYTES:
                 total += int(page[end][1])

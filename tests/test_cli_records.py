@@ -126,7 +126,7 @@ class TestShow:
         assert "checksum    ok" in output
         assert "signature   unsigned" in output
         assert "held by worker-7" in output
-        assert '"type":"json"' in output
+        assert "serializer  json" in output
 
     def test_json_includes_json_values_whole(self, store: ResultStore) -> None:
         """``show --json`` is one document with the metadata and, for a JSON record, the value

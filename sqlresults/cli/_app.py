@@ -48,6 +48,7 @@ __all__ = [
     "format_expires",
     "format_time",
     "main",
+    "print_facts",
     "print_json",
     "progress",
 ]
@@ -276,6 +277,13 @@ def progress(env: Env, total: int | None, description: str) -> Iterator[Callable
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def print_facts(env: Env, rows: list[tuple[str, str]]) -> None:
+    """Print ``label  value`` lines, labels aligned (plain text: values are not markup)."""
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        env.out.print(f"{label:<{width}}  {value}", markup=False)
 
 
 def format_bytes(size: int) -> str:

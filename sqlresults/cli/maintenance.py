@@ -17,6 +17,7 @@ from sqlresults.cli._app import (
     format_duration,
     format_time,
     plural,
+    print_facts,
     print_json,
     progress,
     usage_error,
@@ -210,33 +211,33 @@ def stats(ctx: click.Context, all_namespaces: bool, as_json: bool) -> None:
     revision_note = "head" if revision == head else f"head is {head}: run sqlresults migrate"
     totals = figures.totals
     storage = figures.storage
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    facts.add_row("database", escape(database.display_url))
-    facts.add_row("schema", f"{revision} ({revision_note})")
-    facts.add_row("namespace", escape(where(env, namespace)))
-    records_text = f"{totals.records:,} ({format_bytes(totals.payload_bytes)} of payloads)"
-    facts.add_row("records", records_text)
-    facts.add_row(
-        "expired",
-        f"{totals.expired:,}" + (" (waiting for `sqlresults sweep`)" if totals.expired else ""),
-    )
+    facts = [
+        ("database", database.display_url),
+        ("schema", f"{revision} ({revision_note})"),
+        ("namespace", "(every namespace)" if namespace is None else namespace),
+        ("records", f"{totals.records:,} ({format_bytes(totals.payload_bytes)} of payloads)"),
+        (
+            "expired",
+            f"{totals.expired:,}" + (" (waiting for `sqlresults sweep`)" if totals.expired else ""),
+        ),
+    ]
     dead = f", {plural(figures.dead_locks, 'dead lock row')}" if figures.dead_locks else ""
-    facts.add_row("locks", f"{figures.locks_held:,} held{dead}")
+    facts.append(("locks", f"{figures.locks_held:,} held{dead}"))
     size = format_bytes(storage["database_bytes"])
     if "wal_bytes" in storage:
-        facts.add_row(
-            "file",
-            f"{size}; write-ahead log {format_bytes(storage['wal_bytes'])}; "
-            f"{storage['page_count']:,} pages of {storage['page_size']:,} bytes, "
-            f"{storage['free_pages']:,} free",
+        facts.append(
+            (
+                "file",
+                f"{size}; write-ahead log {format_bytes(storage['wal_bytes'])}; "
+                f"{storage['page_count']:,} pages of {storage['page_size']:,} bytes, "
+                f"{storage['free_pages']:,} free",
+            )
         )
     else:
-        facts.add_row(
-            "size", f"{size} database; sqlresults tables {format_bytes(storage['table_bytes'])}"
+        facts.append(
+            ("size", f"{size} database; sqlresults tables {format_bytes(storage['table_bytes'])}")
         )
-    env.out.print(facts)
+    print_facts(env, facts)
     for title, groups in (
         ("serializer", figures.by_serializer),
         ("namespace", figures.by_namespace),

@@ -25,6 +25,7 @@ from sqlresults.cli._app import (
     format_bytes,
     format_expires,
     format_time,
+    print_facts,
     print_json,
     usage_error,
 )
@@ -90,26 +91,21 @@ def show(ctx: click.Context, key: str, as_json: bool, raw: bool, unpickle: bool)
             document["value"] = value
         print_json(document)
         return
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
     rows = [
-        ("key", escape(info.key)),
-        ("namespace", escape(info.namespace)),
-        ("database", escape(database.display_url)),
+        ("key", info.key),
+        ("namespace", info.namespace),
+        ("database", database.display_url),
         ("size", f"{format_bytes(info.size)} ({info.size:,} bytes)"),
-        ("serializer", escape(detail.spec)),
+        ("serializer", f"{info.serializer} (--json shows its whole spec)"),
         ("created", format_time(info.created) + " UTC"),
         ("updated", format_time(info.updated) + " UTC"),
         ("expires", format_expires(info.expires, info.expired)),
         ("checksum", "ok" if detail.checksum_ok else "MISMATCH: damaged; value not shown"),
         ("signature", _signature_text(detail.signature)),
         ("lock", _lock_text(detail.lock)),
-        ("task", escape(info.task or "(no provenance: not written by a task)")),
+        ("task", info.task or "(no provenance: not written by a task)"),
     ]
-    for name, text in rows:
-        table.add_row(name, text)
-    env.out.print(table)
+    print_facts(env, rows)
     env.out.print()
     env.out.print(preview, markup=False)
 
@@ -131,10 +127,10 @@ def _lock_text(lock: admin.LockInfo | None) -> str:
         return "none"
     if lock.held:
         return (
-            f"held by {escape(lock.holder)} since {format_time(lock.acquired)} UTC "
+            f"held by {lock.holder} since {format_time(lock.acquired)} UTC "
             f"(lease ends in {lock.lease_left:.0f} s, fence {lock.fence})"
         )
-    return f"none (a dead lock row of {escape(lock.holder)}, lease ended; sweep removes it)"
+    return f"none (a dead lock row of {lock.holder}, lease ended; sweep removes it)"
 
 
 def _preview(env: Env, detail: admin.RecordDetail, unpickle: bool) -> tuple[Any, str]:
@@ -229,7 +225,7 @@ def explain(ctx: click.Context, key: str, task: str | None, as_json: bool) -> No
     provenance = detail.provenance
     if provenance is None:
         message = (
-            f"Record {key!r} has no provenance: no task wrote it (or a sqlresults before 0.2 "
+            f"Record {key!r} has no provenance: no task wrote it (or an older sqlresults "
             "did), so there is nothing to explain its key with."
         )
         if as_json:
@@ -266,22 +262,21 @@ def explain(ctx: click.Context, key: str, task: str | None, as_json: bool) -> No
 
 
 def _print_provenance(env: Env, key: str, provenance: Provenance) -> None:
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    facts.add_row("record", escape(key))
-    facts.add_row("task", escape(provenance.task))
-    facts.add_row("cache policy", escape(provenance.cache_policy or "(none: key given by hand)"))
+    facts = [
+        ("record", key),
+        ("task", provenance.task),
+        ("cache policy", provenance.cache_policy or "(none: key given by hand)"),
+    ]
     if provenance.flow:
-        facts.add_row("flow", escape(provenance.flow))
+        facts.append(("flow", provenance.flow))
     for label, value in (
         ("flow run", provenance.flow_run_id),
         ("task run", provenance.task_run_id),
     ):
         if value:
-            facts.add_row(label, value)
-    facts.add_row("written by", f"sqlresults {escape(provenance.written_by)}")
-    env.out.print(facts)
+            facts.append((label, value))
+    facts.append(("written by", f"sqlresults {provenance.written_by}"))
+    print_facts(env, facts)
 
 
 def _print_comparison(env: Env, provenance: Provenance, nearest: admin.TaskMatch) -> None:

@@ -5,7 +5,7 @@ Prefect's ``LocalFileSystem`` result storage keeps one file per record, named by
 layout and import reads it, so a team can move a Prefect cache into sqlresults and back.
 
 Both stream: one record in memory at a time (export fetches payloads in batches of about
-8 MB), and neither deserializes a result, so no code from the database or the files runs. A
+2 MB), and neither deserializes a result, so no code from the database or the files runs. A
 record that fails is reported on stderr and the rest go on; the exit status is then 1.
 """
 
