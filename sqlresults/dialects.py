@@ -260,6 +260,69 @@ class Dialect:
             return cast(ColumnElement[float], func.extract("epoch", func.clock_timestamp()))
         return bindparam("now", type_=Double())
 
+    # -- administration (sqlresults.admin) -------------------------------------------------
+
+    def admin_sql(self, name: str) -> str:
+        """The SQL of an administrative statement, written for this dialect.
+
+        Names: ``"storage_size"`` (one row, the database's size in bytes first; see
+        :meth:`storage_figures`), ``"vacuum"`` (give freed space back), ``"checkpoint"``
+        (SQLite: fold the write-ahead log into the file and truncate it), ``"journal_mode"``
+        (SQLite), ``"privileges"`` (PostgreSQL: one row of booleans, see
+        :meth:`privilege_names`, then the user and the schema), ``"server_version"``.
+
+        Raises:
+            ValueError: The statement does not exist for this dialect (see
+                :meth:`has_admin_sql`).
+        """
+        statements = _SQLITE_ADMIN_SQL if self.is_sqlite else _POSTGRESQL_ADMIN_SQL
+        try:
+            return statements[name]
+        except KeyError:
+            raise ValueError(f"No {name!r} statement for {self.name}.") from None
+
+    def has_admin_sql(self, name: str) -> bool:
+        """Whether :meth:`admin_sql` has a statement called ``name`` for this dialect."""
+        return name in (_SQLITE_ADMIN_SQL if self.is_sqlite else _POSTGRESQL_ADMIN_SQL)
+
+    def storage_figures(self, row: tuple[Any, ...]) -> dict[str, int]:
+        """Name the figures of the ``"storage_size"`` row, adding the SQLite write-ahead log's
+        size (a file beside the database, which no query reports).
+
+        Returns:
+            ``database_bytes`` always; for SQLite ``page_count``, ``page_size``,
+            ``free_pages`` and ``wal_bytes``; for PostgreSQL ``table_bytes`` (sqlresults'
+            tables with their indexes and TOAST data).
+        """
+        if self.is_sqlite:
+            database_bytes, page_count, free_pages, page_size = (int(value) for value in row)
+            wal_bytes = 0
+            path = self.sqlite_path
+            if path is not None:
+                with suppress(OSError):
+                    wal_bytes = Path(f"{path}-wal").stat().st_size
+            return {
+                "database_bytes": database_bytes,
+                "page_count": page_count,
+                "page_size": page_size,
+                "free_pages": free_pages,
+                "wal_bytes": wal_bytes,
+            }
+        database_bytes, table_bytes = (int(value) for value in row)
+        return {"database_bytes": database_bytes, "table_bytes": table_bytes}
+
+    def footprint(self, figures: dict[str, int]) -> int:
+        """The bytes that vacuuming can give back from, out of :meth:`storage_figures`: the
+        SQLite file and its log; PostgreSQL's sqlresults tables."""
+        if self.is_sqlite:
+            return figures["database_bytes"] + figures["wal_bytes"]
+        return figures["table_bytes"]
+
+    @staticmethod
+    def privilege_names() -> tuple[str, ...]:
+        """What each boolean of the ``"privileges"`` row says the user may do."""
+        return _PRIVILEGES
+
     # -- driver errors ---------------------------------------------------------------------
 
     def is_busy(self, exc: BaseException) -> bool:
@@ -413,3 +476,42 @@ def payload_storage_ddl(dialect_name: str) -> str | None:
 def sqlite_file_url(path: Path) -> URL:
     """The URL of the SQLite database in the file ``path``."""
     return URL.create(SQLITE, database=str(path))
+
+
+_SQLITE_ADMIN_SQL = {
+    "storage_size": (
+        "SELECT page_count * page_size, page_count, freelist_count, page_size "
+        "FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+    ),
+    "vacuum": "VACUUM",
+    "checkpoint": "PRAGMA wal_checkpoint(TRUNCATE)",
+    "journal_mode": "PRAGMA journal_mode",
+    "server_version": "SELECT sqlite_version()",
+}
+
+_PRIVILEGES = (
+    *(
+        f"{privilege} on {table}"
+        for table in ("sqlresults_records", "sqlresults_locks")
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    ),
+    "SELECT on sqlresults_alembic_version",
+    "CREATE on the schema",
+)
+
+_POSTGRESQL_ADMIN_SQL = {
+    "storage_size": (
+        "SELECT pg_database_size(current_database()), "
+        "pg_total_relation_size('sqlresults_records') + pg_total_relation_size('sqlresults_locks')"
+    ),
+    "vacuum": "VACUUM (ANALYZE) sqlresults_records, sqlresults_locks",
+    "privileges": "SELECT "
+    + ", ".join(
+        f"has_table_privilege('{table}', '{privilege}')"
+        for table in ("sqlresults_records", "sqlresults_locks")
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    )
+    + ", has_table_privilege('sqlresults_alembic_version', 'SELECT')"
+    + ", has_schema_privilege(current_schema(), 'CREATE'), current_user, current_schema()",
+    "server_version": "SELECT current_setting('server_version')",
+}

@@ -36,14 +36,18 @@ __all__ = [
     "MigrationTarget",
     "Revision",
     "check",
+    "check_revision",
     "current_revision",
     "downgrade",
+    "downgrade_sql",
     "head_revision",
     "history",
     "is_known_revision",
     "newer_schema_error",
     "run_env",
     "script_location",
+    "stamp",
+    "stamp_sql",
     "upgrade",
     "upgrade_sql",
 ]
@@ -190,23 +194,84 @@ def downgrade(database: MigrationTarget, revision: str) -> None:
         command.downgrade(_config(connection=connection), revision)
 
 
+def stamp(database: MigrationTarget, revision: str) -> None:
+    """Record ``revision`` as the database's revision without running any migration (for a
+    schema a DBA applied by hand).
+
+    Args:
+        database: The database to stamp.
+        revision: The revision its tables are at, or ``"base"`` to clear the record.
+
+    Raises:
+        StorageUnavailableError: The database cannot be reached or written.
+        ConfigurationError: ``revision`` is not a revision of the tree.
+    """
+    from alembic import command
+
+    with _migration_connection(database) as connection:
+        command.stamp(_config(connection=connection), revision)
+
+
 def upgrade_sql(url: str, revision: str = "head", *, from_revision: str | None = None) -> str:
     """Return the DDL that upgrading would run, for a DBA to review or apply by hand.
 
     Args:
         url: A database URL; only its dialect matters and nothing connects to it.
-        revision: Target revision.
+        revision: Target revision; ``FROM:TO`` gives the start too.
         from_revision: Starting revision; None starts from an empty database.
 
     Returns:
         The SQL script.
+
+    Raises:
+        ConfigurationError: A revision is not one of the tree.
     """
+    target = revision if from_revision is None else f"{from_revision}:{revision}"
+    return _offline_sql("upgrade", url, target)
+
+
+def downgrade_sql(url: str, revision: str, *, from_revision: str | None = None) -> str:
+    """Return the SQL that downgrading would run, without connecting to the database.
+
+    Args:
+        url: A database URL; only its dialect matters and nothing connects to it.
+        revision: Target revision (``"base"`` drops every table); ``FROM:TO`` gives the start
+            too.
+        from_revision: Starting revision; None starts from the head (offline, the database's
+            own revision cannot be read).
+
+    Returns:
+        The SQL script.
+
+    Raises:
+        ConfigurationError: A revision is not one of the tree, or a relative one (``-1``)
+            that cannot be resolved offline.
+    """
+    if ":" not in revision:
+        revision = f"{from_revision or head_revision()}:{revision}"
+    return _offline_sql("downgrade", url, revision)
+
+
+def stamp_sql(url: str, revision: str) -> str:
+    """Return the SQL that stamping ``revision`` would run (it writes the version table only),
+    without connecting to the database.
+
+    Raises:
+        ConfigurationError: ``revision`` is not one of the tree.
+    """
+    return _offline_sql("stamp", url, revision)
+
+
+def _offline_sql(name: str, url: str, revision: str) -> str:
     from alembic import command
 
     config = _config(url=url)
-    target = revision if from_revision is None else f"{from_revision}:{revision}"
     with _ALEMBIC_LOCK, _translate_alembic_errors():
-        command.upgrade(config, target, sql=True)
+        try:
+            getattr(command, name)(config, revision, sql=True)
+        except NotImplementedError as exc:
+            # A step that must read the rows (the provenance downgrade reseals records).
+            raise ConfigurationError(f"Cannot print this {name} as SQL: {exc}") from exc
     output = config.attributes.get("sql_output")
     return output.getvalue() if isinstance(output, io.StringIO) else ""
 
@@ -256,6 +321,23 @@ def _refuse_unknown_revision(database: MigrationTarget, connection: Connection) 
     ).get_current_revision()
     if current is not None and not is_known_revision(current):
         raise newer_schema_error(database.display_url, current)
+
+
+def check_revision(revision: str) -> None:
+    """Fail unless ``revision`` names revisions of the tree (``head``, ``base``, a revision
+    id or a unique prefix of one, ``FROM:TO``); relative forms (``-1``) pass, as only a
+    database can resolve them.
+
+    Raises:
+        ConfigurationError: It names no revision, with Alembic's words for why.
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config())
+    with _translate_alembic_errors():
+        for part in revision.split(":"):
+            if part and part not in ("head", "heads", "base") and not part.lstrip("+-").isdigit():
+                script.get_revisions(part)
 
 
 def is_known_revision(revision: str) -> bool:

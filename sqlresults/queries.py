@@ -13,6 +13,7 @@ per-statement ones documented on each function.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -42,7 +44,7 @@ from sqlalchemy.sql.expression import Executable
 from sqlresults.dialects import Dialect
 from sqlresults.schema import locks, records
 
-__all__ = ["Query"]
+__all__ = ["SORTS", "STATES", "Query"]
 
 # Constants must be SQL literals, not Python values: SQLAlchemy would turn a Python value into an
 # anonymous bind parameter, and these statements run on the driver with named parameters only.
@@ -351,3 +353,487 @@ def locks_sweep(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 def clock(dialect: Dialect, now: ColumnElement[float]) -> Executable:
     """The clock that decides expiry, as the database sees it."""
     return select(now)
+
+
+# -- administration (sqlresults.admin, for the CLI): metadata only, never a payload ------------
+#
+# Listing and counting statements come in variants (sort order, which records, one namespace
+# or all); each variant is built by a cached factory, so it is one Query object, compiled once
+# per database like every other statement.
+
+#: Sorts :func:`record_listing` offers, by the name the CLI uses.
+SORTS = ("key", "size", "created", "expires")
+#: Which records a listing covers: unexpired ones, expired ones, or both.
+STATES = ("live", "expired", "all")
+
+# Never-expiring records sort after every expiry; any real time is far below this.
+_FAR_FUTURE: ColumnElement[float] = literal_column("1e300", Double())
+
+
+def _in_state(state: str, now: ColumnElement[float]) -> Any:
+    if state == "live":
+        return _unexpired(records.c.expires, now)
+    if state == "expired":
+        return and_(records.c.expires.is_not(None), records.c.expires <= now)
+    if state == "all":
+        return literal_column("1") == _ONE
+    raise ValueError(f"unknown record state {state!r}; expected one of {STATES}")
+
+
+def _has_prefix() -> Any:
+    prefix = bindparam("prefix", type_=String())
+    return func.substr(records.c.key, _ONE, func.length(prefix)) == prefix
+
+
+def _in_namespace(all_namespaces: bool) -> Any:
+    return literal_column("1") == _ONE if all_namespaces else records.c.namespace == _ns
+
+
+def _sort_value(sort: str) -> Any:
+    if sort == "size":
+        return records.c.size
+    if sort == "created":
+        return records.c.created
+    if sort == "expires":
+        return func.coalesce(records.c.expires, _FAR_FUTURE)
+    raise ValueError(f"unknown sort {sort!r}; expected one of {SORTS}")
+
+
+@functools.cache
+def record_listing(sort: str, state: str, all_namespaces: bool) -> Query:
+    """The statement for one page of record metadata, in ``sort`` order.
+
+    Pages follow each other by keyset (the last row's sort value, namespace and key), so a
+    page costs the same wherever it starts and no read stays open between pages.
+
+    Args:
+        sort: One of :data:`SORTS`; ties are broken by namespace and key.
+        state: One of :data:`STATES`.
+        all_namespaces: List every namespace (``ns`` is then not used).
+
+    Returns:
+        A query with the parameters ``ns``, ``prefix`` (or ''), ``after_value`` (the last sort
+        value; ignored for ``key``), ``after_ns``, ``after_key`` ('' for the first page) and
+        ``limit``. Columns: namespace, key, size, serializer, created, updated, expires,
+        expired (0 or 1), the holder of an unexpired lock on the key (or NULL), provenance,
+        sort value.
+    """
+    _in_state(state, literal_column("0"))  # fail now, not at the first query
+    if sort != "key":
+        _sort_value(sort)
+
+    def listing(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        after_ns = bindparam("after_ns", type_=String())
+        after_key = bindparam("after_key", type_=String())
+        if sort == "key":
+            value: Any = records.c.key
+            order = [records.c.namespace, records.c.key]
+            # One namespace: a range of the primary key index, however far the page is.
+            after = (
+                tuple_(records.c.namespace, records.c.key) > tuple_(after_ns, after_key)
+                if all_namespaces
+                else records.c.key > after_key
+            )
+        else:
+            value = _sort_value(sort)
+            order = [value, records.c.namespace, records.c.key]
+            after = tuple_(value, records.c.namespace, records.c.key) > tuple_(
+                bindparam("after_value", type_=Double()), after_ns, after_key
+            )
+        expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
+        holder = (
+            select(locks.c.holder)
+            .where(
+                locks.c.namespace == records.c.namespace,
+                locks.c.key == records.c.key,
+                locks.c.expires > now,
+            )
+            .scalar_subquery()
+        )
+        return (
+            select(
+                records.c.namespace,
+                records.c.key,
+                records.c.size,
+                records.c.serializer,
+                records.c.created,
+                records.c.updated,
+                records.c.expires,
+                case((expired, _ONE), else_=_ZERO),
+                holder,
+                records.c.provenance,
+                value,
+            )
+            .where(_in_namespace(all_namespaces), _has_prefix(), _in_state(state, now), after)
+            .order_by(*order)
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(_ZERO)
+        )
+
+    listing.__name__ = f"record_listing_{sort}_{state}_{'all' if all_namespaces else 'ns'}"
+    return listing
+
+
+@functools.cache
+def record_count(state: str, all_namespaces: bool) -> Query:
+    """The statement counting the records a :func:`record_listing` of ``state`` covers.
+
+    Parameters: ``ns``, ``prefix``. One row: the count.
+    """
+    _in_state(state, literal_column("0"))
+
+    def count(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        return select(func.count()).where(
+            _in_namespace(all_namespaces), _has_prefix(), _in_state(state, now)
+        )
+
+    count.__name__ = f"record_count_{state}_{'all' if all_namespaces else 'ns'}"
+    return count
+
+
+def record_detail(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Everything stored for one record, payload included, and its lock (for ``show``).
+
+    Columns: payload, serializer, checksum, signature, size, created, updated, expires,
+    expired (0 or 1), version, provenance, then the lock row's holder, acquired, expires and
+    fence (NULL without a lock row; a row whose lease ended is returned too). No row when the
+    record does not exist.
+    """
+    expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
+    return (
+        select(
+            records.c.payload,
+            records.c.serializer,
+            records.c.checksum,
+            records.c.signature,
+            records.c.size,
+            records.c.created,
+            records.c.updated,
+            records.c.expires,
+            case((expired, _ONE), else_=_ZERO),
+            records.c.version,
+            records.c.provenance,
+            locks.c.holder,
+            locks.c.acquired,
+            locks.c.expires,
+            locks.c.fence,
+        )
+        .select_from(
+            records.outerjoin(
+                locks,
+                and_(locks.c.namespace == records.c.namespace, locks.c.key == records.c.key),
+            )
+        )
+        .where(_record_is())
+    )
+
+
+def record_present(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """One row if a record, expired or not, is stored under the key (index only)."""
+    return select(_ONE).where(_record_is())
+
+
+def task_records(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """One page of records with provenance whose provenance text matches ``pattern`` (a LIKE
+    pattern; the caller checks each match exactly), after ``after`` in key order.
+
+    Parameters: ``ns``, ``pattern``, ``after``, ``limit``. Columns: key, provenance, updated,
+    expired (0 or 1).
+    """
+    expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
+    return (
+        select(
+            records.c.key,
+            records.c.provenance,
+            records.c.updated,
+            case((expired, _ONE), else_=_ZERO),
+        )
+        .where(
+            records.c.namespace == _ns,
+            records.c.key > bindparam("after", type_=String()),
+            records.c.provenance.is_not(None),
+            records.c.provenance.like(bindparam("pattern", type_=Text())),
+        )
+        .order_by(records.c.key)
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(_ZERO)
+    )
+
+
+@functools.cache
+def export_plan(state: str) -> Query:
+    """One page of (key, size) of the namespace's records in ``state``, after ``after`` in
+    key order: what an export reads before fetching payloads in batches of bounded size.
+
+    Parameters: ``ns``, ``prefix``, ``after``, ``limit``.
+    """
+    _in_state(state, literal_column("0"))
+
+    def plan(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        return (
+            select(records.c.key, records.c.size)
+            .where(
+                records.c.namespace == _ns,
+                records.c.key > bindparam("after", type_=String()),
+                _has_prefix(),
+                _in_state(state, now),
+            )
+            .order_by(records.c.key)
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(_ZERO)
+        )
+
+    plan.__name__ = f"export_plan_{state}"
+    return plan
+
+
+@functools.cache
+def export_batch(state: str) -> Query:
+    """The namespace's records in ``state`` with keys after ``after`` up to ``last``, payloads
+    included, at most ``limit`` of them, in key order.
+
+    Parameters: ``ns``, ``prefix``, ``after``, ``last``, ``limit``. Columns: key, payload,
+    serializer, checksum, signature, expires, provenance.
+    """
+    _in_state(state, literal_column("0"))
+
+    def batch(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        return (
+            select(
+                records.c.key,
+                records.c.payload,
+                records.c.serializer,
+                records.c.checksum,
+                records.c.signature,
+                records.c.expires,
+                records.c.provenance,
+            )
+            .where(
+                records.c.namespace == _ns,
+                records.c.key > bindparam("after", type_=String()),
+                records.c.key <= bindparam("last", type_=String()),
+                _has_prefix(),
+                _in_state(state, now),
+            )
+            .order_by(records.c.key)
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(_ZERO)
+        )
+
+    batch.__name__ = f"export_batch_{state}"
+    return batch
+
+
+@functools.cache
+def records_delete_range(state: str) -> Query:
+    """Delete the namespace's records in ``state`` with keys after ``after`` up to ``last``
+    that start with ``prefix``, except those another holder has an unexpired lock on.
+
+    Parameters: ``ns``, ``prefix``, ``after``, ``last``, ``holder``. Returns the deleted keys.
+    """
+    _in_state(state, literal_column("0"))
+
+    def delete_range(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        locked = exists().where(
+            locks.c.namespace == records.c.namespace,
+            locks.c.key == records.c.key,
+            locks.c.holder != _holder,
+            locks.c.expires > now,
+        )
+        return (
+            delete(records)
+            .where(
+                records.c.namespace == _ns,
+                records.c.key > bindparam("after", type_=String()),
+                records.c.key <= bindparam("last", type_=String()),
+                _has_prefix(),
+                _in_state(state, now),
+                ~locked,
+            )
+            .returning(records.c.key)
+        )
+
+    delete_range.__name__ = f"records_delete_range_{state}"
+    return delete_range
+
+
+@functools.cache
+def group_stats(all_namespaces: bool) -> Query:
+    """Records, payload bytes and unswept expired records per namespace and serializer spec,
+    in one pass that reads no payload. Parameter: ``ns`` (unless ``all_namespaces``)."""
+
+    def stats(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        expired = and_(records.c.expires.is_not(None), records.c.expires <= now)
+        return (
+            select(
+                records.c.namespace,
+                records.c.serializer,
+                func.count(),
+                func.coalesce(func.sum(records.c.size), _ZERO),
+                func.coalesce(func.sum(case((expired, _ONE), else_=_ZERO)), _ZERO),
+            )
+            .where(_in_namespace(all_namespaces))
+            .group_by(records.c.namespace, records.c.serializer)
+        )
+
+    stats.__name__ = f"group_stats_{'all' if all_namespaces else 'ns'}"
+    return stats
+
+
+def _locks_in_namespace(all_namespaces: bool) -> Any:
+    return literal_column("1") == _ONE if all_namespaces else locks.c.namespace == _ns
+
+
+@functools.cache
+def lock_stats(all_namespaces: bool) -> Query:
+    """Per namespace: locks held (unexpired) and dead lock rows (lease ended, not swept).
+    Parameter: ``ns`` (unless ``all_namespaces``)."""
+
+    def stats(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        return (
+            select(
+                locks.c.namespace,
+                func.coalesce(func.sum(case((locks.c.expires > now, _ONE), else_=_ZERO)), _ZERO),
+                func.coalesce(func.sum(case((locks.c.expires <= now, _ONE), else_=_ZERO)), _ZERO),
+            )
+            .where(_locks_in_namespace(all_namespaces))
+            .group_by(locks.c.namespace)
+        )
+
+    stats.__name__ = f"lock_stats_{'all' if all_namespaces else 'ns'}"
+    return stats
+
+
+@functools.cache
+def lock_listing(all_namespaces: bool) -> Query:
+    """One page of lock rows (held or dead), in namespace and key order, after
+    (``after_ns``, ``after_key``).
+
+    Parameters: ``ns`` (unless ``all_namespaces``), ``after_ns``, ``after_key``, ``limit``.
+    Columns: namespace, key, holder, acquired, expires, fence, seconds of lease left (negative
+    once it ended).
+    """
+
+    def listing(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        after = tuple_(locks.c.namespace, locks.c.key) > tuple_(
+            bindparam("after_ns", type_=String()), bindparam("after_key", type_=String())
+        )
+        return (
+            select(
+                locks.c.namespace,
+                locks.c.key,
+                locks.c.holder,
+                locks.c.acquired,
+                locks.c.expires,
+                locks.c.fence,
+                locks.c.expires - now,
+            )
+            .where(_locks_in_namespace(all_namespaces), after)
+            .order_by(locks.c.namespace, locks.c.key)
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(_ZERO)
+        )
+
+    listing.__name__ = f"lock_listing_{'all' if all_namespaces else 'ns'}"
+    return listing
+
+
+def lock_force_release(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+    """Delete the lock row on the key whoever holds it (an administrator's unlock); announce
+    the release where the database has notifications, as :func:`lock_release` does.
+
+    Returns the removed row's holder, acquired, expires, fence and seconds of lease left, or
+    no row.
+    """
+    removed = delete(locks).where(locks.c.namespace == _ns, locks.c.key == _key)
+    columns = (
+        locks.c.holder,
+        locks.c.acquired,
+        locks.c.expires,
+        locks.c.fence,
+        (locks.c.expires - now).label("lease_left"),
+    )
+    notice = dialect.release_notice(_ns.concat(literal_column("'/'")).concat(_key))
+    if notice is None:
+        return removed.returning(*columns)
+    deleted = removed.returning(*columns).cte("removed")
+    return select(*deleted.c, notice).select_from(deleted)
+
+
+@functools.cache
+def expired_sweep(all_namespaces: bool) -> Query:
+    """Delete up to ``limit`` expired records of the namespace, or of every namespace.
+    Parameters: ``ns`` (unless ``all_namespaces``), ``limit``."""
+    if not all_namespaces:
+        return records_sweep
+
+    def sweep(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        batch = (
+            select(records.c.namespace, records.c.key)
+            .where(records.c.expires.is_not(None), records.c.expires <= now)
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(_ZERO)
+        )
+        if not dialect.is_sqlite:
+            batch = batch.with_for_update(skip_locked=True)
+        return delete(records).where(tuple_(records.c.namespace, records.c.key).in_(batch))
+
+    sweep.__name__ = "expired_sweep_all"
+    return sweep
+
+
+@functools.cache
+def dead_locks_sweep(all_namespaces: bool) -> Query:
+    """Delete up to ``limit`` lock rows whose lease has ended, of the namespace or of every
+    namespace. Parameters: ``ns`` (unless ``all_namespaces``), ``limit``."""
+
+    def sweep(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        batch = (
+            select(locks.c.namespace, locks.c.key)
+            .where(_locks_in_namespace(all_namespaces), locks.c.expires <= now)
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(_ZERO)
+        )
+        if not dialect.is_sqlite:
+            batch = batch.with_for_update(skip_locked=True)
+        # Checked again on delete: a row re-acquired since the batch was chosen is kept.
+        return delete(locks).where(
+            tuple_(locks.c.namespace, locks.c.key).in_(batch), locks.c.expires <= now
+        )
+
+    sweep.__name__ = f"dead_locks_sweep_{'all' if all_namespaces else 'ns'}"
+    return sweep
+
+
+@functools.cache
+def sweepable_count(all_namespaces: bool) -> Query:
+    """How many expired records and dead lock rows a sweep would delete (for ``--dry-run`` and
+    progress). Parameter: ``ns`` (unless ``all_namespaces``). One row: the two counts."""
+
+    def count(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        dead = (
+            select(func.count())
+            .select_from(locks)
+            .where(_locks_in_namespace(all_namespaces), locks.c.expires <= now)
+            .scalar_subquery()
+        )
+        return select(func.count(), dead).where(
+            _in_namespace(all_namespaces),
+            records.c.expires.is_not(None),
+            records.c.expires <= now,
+        )
+
+    count.__name__ = f"sweepable_count_{'all' if all_namespaces else 'ns'}"
+    return count
+
+
+@functools.cache
+def dialect_statement(name: str) -> Query:
+    """A statement the dialect writes itself (sizes, vacuum, privileges: see
+    :meth:`~sqlresults.dialects.Dialect.admin_sql`), by its name there."""
+
+    def statement(dialect: Dialect, now: ColumnElement[float]) -> Executable:
+        return text(dialect.admin_sql(name))
+
+    statement.__name__ = f"dialect_{name}"
+    return statement

@@ -41,7 +41,14 @@ from sqlresults.serializers import (
     Serializer,
 )
 
-__all__ = ["PREFECT_COMPAT_VERSION", "Provenance", "ResultRecord", "ResultRecordMetadata"]
+__all__ = [
+    "PREFECT_COMPAT_VERSION",
+    "Provenance",
+    "ResultRecord",
+    "ResultRecordMetadata",
+    "envelope_from_payload",
+    "payload_from_envelope",
+]
 
 PREFECT_COMPAT_VERSION = "3.9.1"
 """The Prefect version whose envelope format this module reads and writes, and the
@@ -363,24 +370,7 @@ class ResultRecord(BaseModel, Generic[R]):
             SerializationError: the result cannot be encoded, or the serializer's Prefect bytes
                 are not UTF-8 text.
         """
-        serializer = self.serializer
-        try:
-            text = serializer.to_prefect_bytes(self.serialize_result()).decode()
-        except UnicodeDecodeError as exc:
-            raise SerializationError(
-                f"Serializer {serializer.type!r} produced bytes that are not UTF-8 text, which "
-                "Prefect's envelope cannot hold. Give it to_prefect_bytes() and "
-                "from_prefect_bytes() methods that convert to text (base64, for example)."
-            ) from exc
-        # Built by hand rather than through a model so the key order is Prefect's, and with
-        # pydantic's JSON encoder so the text is escaped exactly as Prefect's pydantic does.
-        return (
-            b'{"metadata":'
-            + self.serialize_metadata()
-            + b',"result":'
-            + pydantic_core.to_json(text)
-            + b"}"
-        )
+        return envelope_from_payload(self.metadata, self.serialize_result())
 
     @classmethod
     def deserialize(
@@ -449,6 +439,79 @@ class ResultRecord(BaseModel, Generic[R]):
         if not isinstance(other, ResultRecord):
             return NotImplemented
         return self.metadata == other.metadata and self.result == other.result
+
+
+def envelope_from_payload(metadata: ResultRecordMetadata, payload: bytes) -> bytes:
+    """Prefect's JSON envelope for a payload that is already serialized, without decoding it:
+    what :meth:`ResultRecord.serialize` writes for the same record (an export never
+    deserializes what it moves).
+
+    Args:
+        metadata: The record's metadata; its serializer wrote ``payload``.
+        payload: The serializer's raw bytes (:meth:`ResultRecord.serialize_result`).
+
+    Returns:
+        ``{"metadata":{…},"result":"<text>"}``.
+
+    Raises:
+        SerializationError: The serializer's Prefect bytes are not UTF-8 text, or it cannot
+            convert the payload (a damaged compressed payload, say).
+    """
+    serializer = metadata.serializer
+    try:
+        text = serializer.to_prefect_bytes(payload).decode()
+    except UnicodeDecodeError as exc:
+        raise SerializationError(
+            f"Serializer {serializer.type!r} produced bytes that are not UTF-8 text, which "
+            "Prefect's envelope cannot hold. Give it to_prefect_bytes() and "
+            "from_prefect_bytes() methods that convert to text (base64, for example)."
+        ) from exc
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"Serializer {serializer.type!r} cannot convert the payload to Prefect's format: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    # Built by hand rather than through a model so the key order is Prefect's, and with
+    # pydantic's JSON encoder so the text is escaped exactly as Prefect's pydantic does.
+    return (
+        b'{"metadata":' + metadata.dump_bytes() + b',"result":' + pydantic_core.to_json(text) + b"}"
+    )
+
+
+def payload_from_envelope(data: bytes) -> tuple[ResultRecordMetadata, bytes]:
+    """Read Prefect's JSON envelope (or a Prefect 2 result blob) into its metadata and the
+    serializer's raw payload, without deserializing the result (an import runs no code from
+    the file, and needs none of the result's classes).
+
+    Args:
+        data: The document.
+
+    Returns:
+        The metadata and the payload, ready for
+        :meth:`~sqlresults.results.ResultStore.write_payload`.
+
+    Raises:
+        InvalidEnvelopeError: ``data`` is no envelope (a ``ValueError``).
+        SerializationError: The result text does not convert back with the serializer the
+            metadata names (bad base64, say), or that serializer is not available here.
+    """
+    try:
+        metadata, text = _read_envelope(data)
+    except ValueError as exc:
+        raise InvalidEnvelopeError(f"The bytes are not a result record envelope: {exc}.") from exc
+    serializer = metadata.serializer
+    try:
+        payload = serializer.from_prefect_bytes(text.encode())
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"The result does not decode with serializer {serializer.type!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return metadata, payload
 
 
 def _read_envelope(data: bytes) -> tuple[ResultRecordMetadata, str]:

@@ -49,7 +49,7 @@ from sqlresults.errors import (
 )
 from sqlresults.integrity import Signer, damaged_record_error, record_checksum, verify_record
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
-from sqlresults.records import Provenance, ResultRecord
+from sqlresults.records import Provenance, ResultRecord, ResultRecordMetadata
 from sqlresults.serializers import Serializer
 from sqlresults.settings import get_settings
 from sqlresults.validation import (
@@ -469,7 +469,47 @@ class ResultStore:
             raise InvalidArgumentError("Storage key is required on result record")
         key = check_key(metadata.storage_key)
         holder = check_holder(holder or self.generate_default_holder())
-        payload = result_record.serialize_result()
+        version = self._store(key, result_record.serialize_result(), metadata, holder, release_lock)
+        result_record.mark_persisted(version)
+        self._remember(key, result_record)
+
+    def write_payload(
+        self, payload: bytes, metadata: ResultRecordMetadata, holder: str | None = None
+    ) -> None:
+        """Store a payload that is already serialized, as it is: an imported record.
+
+        Nothing is deserialized (an import runs no code from what it reads); the payload is
+        sealed (checksum, and signature when ``SQLRESULTS_SIGNING_KEY`` is set) like any
+        write, so it is checked when it is read.
+
+        Args:
+            payload: The serializer's raw bytes (not Prefect's text: see
+                :func:`~sqlresults.records.payload_from_envelope`).
+            metadata: Its key (``storage_key``), serializer, expiration and provenance.
+            holder: The caller's lock holder id (default :meth:`generate_default_holder`).
+
+        Raises:
+            LockHeldByOtherError: Another holder has an unexpired lock on the key.
+            InvalidArgumentError: The metadata has no storage key, or an invalid one.
+            StorageUnavailableError: The database cannot be reached.
+        """
+        if metadata.storage_key is None:
+            raise InvalidArgumentError("Storage key is required on result record")
+        key = check_key(metadata.storage_key)
+        holder = check_holder(holder or self.generate_default_holder())
+        self._store(key, payload, metadata, holder, release_lock=False)
+        self._forget(key)
+
+    def _store(
+        self,
+        key: str,
+        payload: bytes,
+        metadata: ResultRecordMetadata,
+        holder: str,
+        release_lock: bool,
+    ) -> int:
+        """Seal and upsert a payload under ``key``; return the new version (see
+        :meth:`persist_result_record` for the lock rules)."""
         spec = self._spec_json(metadata.serializer)
         locks_in_database = self._locks_in_database
         if not locks_in_database and self._held_by_other(key, holder):
@@ -500,16 +540,13 @@ class ResultStore:
         }
         del payload
         if release_lock and locks_in_database:
-            version = self._release_and_write(key, holder, params)
-        else:
-            row = database.fetchone(queries.record_upsert, params)
-            if row is None:
-                raise self._refusal(key, holder, fence)
-            version = int(row[0])
-            if release_lock:
-                self.lock_manager.release_lock(key, holder)
-        result_record.mark_persisted(version)
-        self._remember(key, result_record)
+            return self._release_and_write(key, holder, params)
+        row = database.fetchone(queries.record_upsert, params)
+        if row is None:
+            raise self._refusal(key, holder, fence)
+        if release_lock:
+            self.lock_manager.release_lock(key, holder)
+        return int(row[0])
 
     def _release_and_write(self, key: str, holder: str, params: dict[str, Any]) -> int:
         """Release ``holder``'s lock and write the record in one database transaction; return

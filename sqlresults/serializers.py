@@ -808,17 +808,31 @@ class CompressedSerializer(Serializer):
 
     def to_prefect_bytes(self, payload: bytes) -> bytes:
         """Prefect compresses the inner serializer's Prefect bytes and base64-encodes the result,
-        so the payload is decompressed, converted inside and compressed again."""
+        so the payload is decompressed, converted inside and compressed again; when the inner
+        serializer's Prefect bytes are its own (JSON), the payload already is what Prefect
+        compresses, and is only base64-encoded (an export then never runs a compressor, whose
+        buffers cost lzma 17 MB)."""
+        if self._inner_bytes_are_prefects():
+            return base64.encodebytes(payload)
         library = _import_object(self.compressionlib)
         inner = self.serializer.to_prefect_bytes(library.decompress(payload))
         return base64.encodebytes(library.compress(inner))
 
     def from_prefect_bytes(self, data: bytes) -> bytes:
         """Undo :meth:`to_prefect_bytes`."""
+        if self._inner_bytes_are_prefects():
+            return base64.decodebytes(data)
         library = _import_object(self.compressionlib)
         inner = self.serializer.from_prefect_bytes(library.decompress(base64.decodebytes(data)))
         payload: bytes = library.compress(inner)
         return payload
+
+    def _inner_bytes_are_prefects(self) -> bool:
+        inner = type(self.serializer)
+        return (
+            inner.to_prefect_bytes is Serializer.to_prefect_bytes
+            and inner.from_prefect_bytes is Serializer.from_prefect_bytes
+        )
 
 
 class CompressedPickleSerializer(CompressedSerializer):

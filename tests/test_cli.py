@@ -1,56 +1,36 @@
-"""Tests for sqlresults.cli: ``sqlresults migrate …`` and ``sqlresults sweep``.
+"""Tests for the ``sqlresults`` command: the group (help, options, exit statuses, secrets, never
+creating a database by accident), ``migrate``, and every command once as a real process.
 
-Commands run in-process through click's CliRunner, except one test that runs the installed
-console script and ``python -m sqlresults`` for real.
+The other commands' own tests are in test_cli_records.py (ls, show, explain, rm),
+test_cli_maintenance.py (sweep, locks, unlock, stats, vacuum, doctor) and test_cli_transfer.py
+(export, import). Commands run in-process through click's CliRunner, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import PASSWORD, UNREACHABLE_URL, assert_error, assert_ok, fill, run
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from sqlresults import migrations
-from sqlresults.cli import cli
 from sqlresults.database import Database
-from sqlresults.errors import RecordNotFoundError
 from sqlresults.results import ResultStore
 
-PASSWORD = "s3cret"
-UNREACHABLE_URL = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/db"
 NEWER_REVISION = "ffffffffffff"
 REVISION_1 = "4f0c2a9d1b7e"  # before sqlresults_records.provenance
 
 
-def run(*args: str) -> Result:
-    """Invoke the ``sqlresults`` command in-process, under its real name (as ``main`` does)."""
-    return CliRunner().invoke(cli, list(args), prog_name="sqlresults")
-
-
-def assert_ok(result: Result) -> str:
-    """The command exited 0; return its output."""
-    assert result.exit_code == 0, result.output
-    assert result.exception is None
-    return result.output
-
-
-def assert_one_line_error(result: Result) -> str:
-    """The command failed with exit status 1 and a one-line message, not a traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    return lines[0]
+def assert_one_line_error(result: object) -> str:
+    """The command failed with exit status 1 and one line on stderr, not a traceback."""
+    return assert_error(result, 1)  # type: ignore[arg-type]
 
 
 def table_names(url: str) -> set[str]:
@@ -132,7 +112,9 @@ class TestMigrate:
         ``migrate upgrade head`` brings it back."""
         assert_ok(run("--url", empty_database_url, "migrate"))
 
-        output = assert_ok(run("--url", empty_database_url, "migrate", "downgrade", "base"))
+        output = assert_ok(
+            run("--url", empty_database_url, "migrate", "downgrade", "base", "--yes")
+        )
         assert f"Downgraded from {head} to (empty)." in output
         assert "sqlresults_records" not in table_names(empty_database_url)
 
@@ -167,7 +149,9 @@ class TestMigrate:
         finally:
             database.close()
 
-        output = assert_ok(run("--url", empty_database_url, "migrate", "downgrade", REVISION_1))
+        output = assert_ok(
+            run("--url", empty_database_url, "migrate", "downgrade", REVISION_1, input="y\n")
+        )
         assert f"Downgraded from {head} to {REVISION_1}." in output
         assert_ok(run("--url", empty_database_url, "migrate"))
 
@@ -185,12 +169,71 @@ class TestMigrate:
 
         assert f"Upgraded from (empty) to {head}." in output
 
-    @pytest.mark.parametrize("command", ["upgrade", "downgrade"])
+    @pytest.mark.parametrize("command", ["upgrade", "downgrade", "stamp"])
     def test_unknown_revision_is_a_one_line_error(self, sqlite_url: str, command: str) -> None:
         """An unknown revision fails with a one-line error naming it, not a traceback."""
-        line = assert_one_line_error(run("--url", sqlite_url, "migrate", command, "nosuchrev"))
+        assert_ok(run("--url", sqlite_url, "migrate"))
+
+        line = assert_one_line_error(
+            run("--url", sqlite_url, "migrate", command, "nosuchrev", input="y\n")
+        )
 
         assert "nosuchrev" in line
+
+
+class TestMigrateSQLAndConfirmation:
+    def test_sql_downgrade_touches_nothing(self, empty_database_url: str, head: str) -> None:
+        """Defect (issue 9): ``migrate --sql downgrade base`` ignored --sql and dropped the
+        tables. Now --sql is honoured: a downgrade that must read rows (the provenance one)
+        cannot be printed and says so in one line, and one that can (from revision 1) prints
+        its DROP TABLEs; either way the database keeps its tables and revision."""
+        assert_ok(run("--url", empty_database_url, "migrate"))
+
+        line = assert_one_line_error(
+            run("--url", empty_database_url, "migrate", "--sql", "downgrade", "base")
+        )
+        printed = assert_ok(
+            run("--url", empty_database_url, "migrate", "downgrade", f"{REVISION_1}:base", "--sql")
+        )
+
+        assert "run it against the database, not with --sql" in line
+        assert "DROP TABLE sqlresults_records" in printed
+        assert "sqlresults_records" in table_names(empty_database_url)
+        assert schema_revision(empty_database_url) == head
+
+    @pytest.mark.parametrize("answer", ["", "n\n", "\n"], ids=["no-answer", "n", "empty-line"])
+    def test_downgrade_asks_and_no_is_the_default(
+        self, empty_database_url: str, head: str, answer: str
+    ) -> None:
+        """``migrate downgrade`` asks first, on stderr; "n", an empty line or no answer at all
+        (stdin closed) leave the database as it was, with exit status 1."""
+        assert_ok(run("--url", empty_database_url, "migrate"))
+
+        result = run("--url", empty_database_url, "migrate", "downgrade", "base", input=answer)
+
+        assert result.exit_code == 1
+        assert "drops every sqlresults table" in result.stderr
+        assert "Downgrade cancelled; nothing changed." in result.stderr
+        assert schema_revision(empty_database_url) == head
+
+    def test_stamp_records_a_revision_without_migrating(
+        self, empty_database_url: str, head: str
+    ) -> None:
+        """``migrate stamp REV`` writes the version table only (for tables a DBA created by
+        hand); ``--sql`` prints that statement and touches nothing."""
+        assert_ok(run("--url", empty_database_url, "migrate"))
+
+        printed = assert_ok(
+            run("--url", empty_database_url, "migrate", "stamp", REVISION_1, "--sql")
+        )
+        assert schema_revision(empty_database_url) == head
+        output = assert_ok(run("--url", empty_database_url, "migrate", "stamp", REVISION_1))
+
+        assert REVISION_1 in printed
+        assert "sqlresults_alembic_version" in printed
+        assert f"Stamped {REVISION_1} (was {head})" in output
+        assert schema_revision(empty_database_url) == REVISION_1
+        assert "sqlresults_records" in table_names(empty_database_url)
 
 
 class TestNewerSchema:
@@ -299,7 +342,7 @@ class TestPasswordsAreMasked:
 
     @pytest.mark.parametrize(
         "args",
-        [("migrate",), ("migrate", "current"), ("migrate", "downgrade", "base"), ("sweep",)],
+        [("migrate",), ("migrate", "current"), ("migrate", "downgrade", "base", "-y"), ("sweep",)],
         ids=["migrate", "current", "downgrade", "sweep"],
     )
     def test_unreachable_server_is_a_one_line_error(self, args: tuple[str, ...]) -> None:
@@ -363,82 +406,16 @@ class TestUnusableSQLiteLocation:
         blocker.write_text("in the way")
         path = blocker / "home" / "results.db"
         if how == "--url":
-            result = CliRunner().invoke(
-                cli, ["--url", f"sqlite:///{path}", "migrate"], prog_name="sqlresults"
-            )
+            result = run("--url", f"sqlite:///{path}", "migrate")
         else:
             monkeypatch.setenv("SQLRESULTS_HOME", str(path.parent))
-            result = CliRunner().invoke(cli, ["migrate"], prog_name="sqlresults")
+            result = run("migrate")
         line = assert_one_line_error(result)
         assert result.stdout == ""
         assert result.stderr.strip() == line
         assert str(path) in line
         assert "SQLRESULTS_DATABASE_URL" in line
         assert "SQLRESULTS_HOME" in line
-
-
-class TestSweep:
-    def test_deletes_expired_records_and_reports_the_count(
-        self, database_url: str, namespace: str
-    ) -> None:
-        """``sweep`` deletes the namespace's expired records, reports how many, and keeps
-        records that have not expired or never expire."""
-        database = Database(database_url)
-        try:
-            store = ResultStore(result_storage=database, namespace=namespace)
-            store.write("old", key="expired-1", expiration=timedelta(hours=-1))
-            store.write("old", key="expired-2", expiration=timedelta(hours=-1))
-            store.write("fresh", key="fresh", expiration=timedelta(hours=1))
-            store.write("forever", key="forever")
-
-            output = assert_ok(run("--url", database_url, "sweep", "--namespace", namespace))
-
-            assert f"Deleted 2 expired records from namespace {namespace!r}" in output
-            for key in ("expired-1", "expired-2"):
-                with pytest.raises(RecordNotFoundError):
-                    store.read(key, include_expired=True)
-            assert store.read("fresh").result == "fresh"
-            assert store.read("forever").result == "forever"
-        finally:
-            database.close()
-
-    def test_singular_and_zero(self, database_url: str, namespace: str) -> None:
-        """One deleted record is reported in the singular; a second sweep deletes none."""
-        database = Database(database_url)
-        try:
-            store = ResultStore(result_storage=database, namespace=namespace)
-            store.write("old", key="expired", expiration=timedelta(hours=-1))
-
-            first = assert_ok(run("--url", database_url, "sweep", "--namespace", namespace))
-            second = assert_ok(run("--url", database_url, "sweep", "--namespace", namespace))
-
-            assert "Deleted 1 expired record from" in first
-            assert "Deleted 0 expired records from" in second
-        finally:
-            database.close()
-
-    def test_other_namespaces_are_untouched(self, database_url: str, namespace: str) -> None:
-        """``sweep --namespace A`` leaves namespace B's expired records alone."""
-        other = f"{namespace}-other"
-        database = Database(database_url)
-        try:
-            store = ResultStore(result_storage=database, namespace=other)
-            store.write("old", key="expired", expiration=timedelta(hours=-1))
-
-            assert_ok(run("--url", database_url, "sweep", "--namespace", namespace))
-
-            assert store.read("expired", include_expired=True).result == "old"
-        finally:
-            database.close()
-
-    def test_never_migrates_implicitly(self, empty_database_url: str) -> None:
-        """``sweep`` on a database without the schema fails in one line naming
-        ``sqlresults migrate`` and creates no table, even for SQLite: the admin decides when to
-        migrate."""
-        line = assert_one_line_error(run("--url", empty_database_url, "sweep"))
-
-        assert "sqlresults migrate" in line
-        assert table_names(empty_database_url) == set()
 
 
 class TestOptions:
@@ -497,39 +474,227 @@ class TestOptions:
         assert output.strip() == f"sqlresults, version {version('sqlresults')}"
 
 
+class TestGroup:
+    def test_no_command_prints_help_and_exits_0(self) -> None:
+        """Defect (issue 9): ``sqlresults`` alone printed its help and exited 2. Help is an
+        answer, not a usage error: it exits 0, listing every command."""
+        output = assert_ok(run())
+
+        assert "Usage: sqlresults" in output
+        for command in COMMANDS:
+            assert command in output
+
+    @pytest.mark.parametrize("where", ["before", "after"])
+    def test_url_and_namespace_go_before_or_after_the_command(
+        self, database_url: str, namespace: str, store: ResultStore, where: str
+    ) -> None:
+        """``--url`` and ``--namespace`` work before the command and after it."""
+        store.write(1, key="here")
+        options = ("--url", database_url, "--namespace", namespace)
+        args = (*options, "ls") if where == "before" else ("ls", *options)
+
+        output = assert_ok(run(*args))
+
+        assert "here" in output
+
+    def test_the_option_after_the_command_wins(
+        self, database_url: str, namespace: str, store: ResultStore
+    ) -> None:
+        """Given twice, the namespace after the command is the one used."""
+        store.write(1, key="here")
+
+        output = assert_ok(
+            run("--namespace", "elsewhere", "ls", "--url", database_url, "--namespace", namespace)
+        )
+
+        assert "here" in output
+
+    def test_namespace_defaults_to_the_setting(
+        self, database_url: str, namespace: str, store: ResultStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without ``--namespace`` the namespace is SQLRESULTS_NAMESPACE."""
+        store.write(1, key="here")
+        monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)
+
+        assert "here" in assert_ok(run("--url", database_url, "ls"))
+
+    @pytest.mark.parametrize(
+        "args",
+        [("ls", "--no-such-option"), ("show",), ("ls", "--sort", "colour"), ("rm",)],
+        ids=["unknown-option", "missing-key", "bad-choice", "rm-nothing"],
+    )
+    def test_bad_usage_exits_2(self, database_url: str, args: tuple[str, ...]) -> None:
+        """Bad usage (an unknown option, a missing argument, a bad choice, rm without keys)
+        exits 2, with no traceback."""
+        result = run("--url", database_url, *args)
+
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert result.stdout == ""
+
+    def test_a_bad_namespace_is_bad_usage(self, database_url: str) -> None:
+        """A namespace that cannot be stored (a NUL in it) is refused in one line, exit 2."""
+        line = assert_error(run("--url", database_url, "--namespace", "a\x00b", "ls"), 2)
+
+        assert "namespace" in line.lower()
+
+    @pytest.mark.parametrize(
+        "args",
+        [("show", "nope"), ("explain", "nope"), ("rm", "nope"), ("unlock", "nope", "--force")],
+        ids=["show", "explain", "rm", "unlock"],
+    )
+    def test_unknown_key_exits_3(
+        self, database_url: str, namespace: str, args: tuple[str, ...]
+    ) -> None:
+        """A key with no record (or, for unlock, no lock) exits 3 with one line naming it."""
+        result = run("--url", database_url, "--namespace", namespace, *args)
+
+        assert result.exit_code == 3, result.output
+        assert "'nope'" in result.stderr
+        assert "Traceback" not in result.output
+
+    @pytest.mark.parametrize("args", [("ls",), ("stats",), ("sweep",), ("locks",)])
+    def test_out_of_date_schema_names_migrate(
+        self, empty_database_url: str, args: tuple[str, ...]
+    ) -> None:
+        """On a database without the schema, a command fails in one line that names
+        ``sqlresults migrate``, and creates no table (the admin decides when to migrate)."""
+        if empty_database_url.startswith("sqlite"):
+            Path(make_url(empty_database_url).database or "").touch()
+
+        line = assert_one_line_error(run("--url", empty_database_url, *args))
+
+        assert "sqlresults migrate" in line
+        assert table_names(empty_database_url) == set()
+
+
+#: Every command, with arguments that need nothing to exist.
+COMMANDS = [
+    "ls",
+    "show",
+    "explain",
+    "rm",
+    "sweep",
+    "locks",
+    "unlock",
+    "stats",
+    "vacuum",
+    "export",
+    "import",
+    "doctor",
+    "migrate",
+]
+
+
+class TestNothingIsCreated:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("migrate", "current"),
+            ("migrate", "downgrade", "base", "--yes"),
+            ("migrate", "stamp", "head"),
+            ("ls",),
+            ("show", "k"),
+            ("explain", "k"),
+            ("rm", "k"),
+            ("sweep",),
+            ("locks",),
+            ("unlock", "k", "--force"),
+            ("stats",),
+            ("vacuum",),
+            ("doctor",),
+            ("export", "out"),
+            ("import", "."),
+        ],
+        ids=lambda args: "-".join(args[:2]),
+    )
+    def test_a_mistyped_sqlite_path_creates_no_file(
+        self, tmp_path: Path, args: tuple[str, ...]
+    ) -> None:
+        """Defect (issue 9): read-only commands (``migrate current``, ``sweep`` on a
+        mistyped path) created the directory and an empty database file. Only ``migrate``
+        (upgrade) creates a database: every other command leaves the path alone, and says
+        there is no database there (``migrate current``: revision none; ``doctor``: what to
+        fix)."""
+        missing = tmp_path / "typo" / "results.db"
+
+        result = run("--url", f"sqlite:///{missing}", *args)
+
+        assert not missing.parent.exists()
+        assert "Traceback" not in result.output
+        if args == ("migrate", "current"):
+            assert result.exit_code == 0
+            assert "Revision: none (no database file at" in result.stdout
+        elif args == ("doctor",):
+            assert result.exit_code == 1
+            assert "no database at" in result.stdout
+        else:
+            line = assert_one_line_error(result)
+            assert f"There is no sqlresults database at {missing}" in line
+            assert "sqlresults migrate" in line
+
+
 class TestEntryPoints:
-    def test_console_script_and_module(self, tmp_path: Path, head: str) -> None:
-        """The installed ``sqlresults`` console script and ``python -m sqlresults`` both run
-        the CLI in a real process, with exit status 0 on success and 1 (and no traceback) on
-        an error."""
+    def test_every_command_runs_as_a_real_process(self, tmp_path: Path, head: str) -> None:
+        """The installed ``sqlresults`` script and ``python -m sqlresults`` run each command
+        in a real process: exit status 0 on success, 1, 2 or 3 with one line on stderr (and no
+        traceback) on failure, and ``--json`` output that parses as one JSON document."""
         url = f"sqlite:///{tmp_path / 'real.db'}"
-        script = Path(sys.executable).parent / "sqlresults"
+        script = str(Path(sys.executable).parent / "sqlresults")
         module = [sys.executable, "-m", "sqlresults"]
 
-        migrate = subprocess.run(
-            [str(script), "--url", url, "migrate"], capture_output=True, text=True, check=False
-        )
-        current = subprocess.run(
-            [*module, "--url", url, "migrate", "current"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        version_output = subprocess.run(
-            [str(script), "--version"], capture_output=True, text=True, check=False
-        )
-        failing = subprocess.run(
-            [*module, "--url", url, "migrate", "upgrade", "nosuchrev"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        def call(*args: str, via: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*(via or [script]), *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=60,
+            )
 
+        assert call("--version").stdout.strip() == f"sqlresults, version {version('sqlresults')}"
+        assert call().returncode == 0
+        migrate = call("--url", url, "migrate")
         assert migrate.returncode == 0, migrate.stderr
         assert f"Upgraded from (empty) to {head}." in migrate.stdout
-        assert current.returncode == 0, current.stderr
+        database = Database(url)
+        try:
+            fill(ResultStore(result_storage=database, namespace="default"))
+        finally:
+            database.close()
+        exports = tmp_path / "exported"
+        json_commands = [
+            ("ls", "--all"),
+            ("show", "reports/daily"),
+            ("explain", "embed/1"),
+            ("locks",),
+            ("stats",),
+            ("sweep", "--dry-run"),
+            ("vacuum",),
+            ("doctor",),
+            ("unlock", "reports/weekly", "--force"),
+            ("export", str(exports)),
+            ("import", str(exports)),
+            ("sweep",),
+            ("rm", "reports/daily", "big", "--yes"),
+        ]
+        for args in json_commands:
+            done = call("--url", url, *args, "--json")
+            assert done.returncode == 0, (args, done.stderr)
+            assert isinstance(json.loads(done.stdout), dict), args
+        current = call("--url", url, "migrate", "current", via=module)
         assert f"Revision: {head} (head)" in current.stdout
-        assert version_output.stdout.strip() == f"sqlresults, version {version('sqlresults')}"
-        assert failing.returncode == 1
+        for args, status in [
+            (("migrate", "upgrade", "nosuchrev"), 1),
+            (("ls", "--sort", "colour"), 2),
+            (("show", "nope"), 3),
+            (("rm", "a-key", "another"), 3),
+        ]:
+            failing = call("--url", url, *args, via=module)
+            assert failing.returncode == status, (args, failing.stderr)
+            assert "Traceback" not in failing.stderr
+            assert failing.stdout == ""
+        failing = call("--url", url, "show", "nope")
         assert failing.stderr.startswith("Error: ")
-        assert "Traceback" not in failing.stderr
+        assert len(failing.stderr.strip().splitlines()) == 1
