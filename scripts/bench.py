@@ -78,25 +78,26 @@ Baselines, and why each is a fair floor
   they can; per-write latency across all processes, compared with the absolute DESIGN targets
   (p99 ≤ 20 ms, max ≤ 200 ms). Raw sqlite3 (same upsert, 5 s busy timeout) and diskcache are
   shown for reference.
-- **tasks**: a trivial function (``x * 2``) as a sqlresults ``@task``, beside the bare function
-  and Prefect 3.9.1's ``@task`` doing the same: a cache hit (``cache_policy=INPUTS``, persisted,
-  the same input every call), an uncached persisted call (a new input every call: key, run,
-  write) and an unpersisted call (``persist_result=False``). sqlresults uses its default store (a
-  SQLite file in a scratch ``SQLRESULTS_HOME``), Prefect its default local storage (one file per
-  result in a scratch ``PREFECT_HOME``) and its ephemeral API server; both pickle. Each side
-  makes its calls inside one flow run, each library's faster way (outside a flow, a Prefect call
-  took 30-40 ms here, reporting its run to the API before returning; a sqlresults call ~170 µs
-  instead of ~90). Prefect runs in a virtualenv of its own (``.venv-prefect/``, made on first
-  use, about a minute: its pins clash with the project's), in a subprocess
-  (``scripts/bench_prefect.py``) that stays up for the group and times one round per request,
-  so rounds still alternate. It waits, after its warm-up and after its timed loop, until its
-  API server has recorded the runs (10-15 ms of CPU per call, reported in the notes but not
-  counted), so that this work never lands in a timed loop. sqlresults times more calls per
-  round than Prefect: its calls are ~20x shorter, and a loop of a few ms would swing by a
-  descheduled tick. Key computation: ``fingerprint`` and ``INPUTS.compute_key`` against
-  Prefect's ``hash_objects`` and ``INPUTS.compute_key``, on an 8 MB float64 array and a
-  100,000-row DataFrame (three numeric columns, one string column) generated from one seed in
-  both processes (checked equal by digest; both venvs have the same numpy and pandas).
+- **tasks**: a trivial function (``x * 2``) as a sqlresults ``@task``, beside the bare function and
+  Prefect 3.9.1's ``@task`` doing the same: a cache hit (``cache_policy=INPUTS``, persisted, the
+  same input every call), an uncached persisted call (a new input every call: key, run, write) and
+  an unpersisted call (``persist_result=False``). sqlresults uses its default store (a SQLite file
+  in a scratch ``SQLRESULTS_HOME``), Prefect its default local storage (one file per result in a
+  scratch ``PREFECT_HOME``) and its ephemeral API server; both pickle. Each side keeps one store for
+  the whole group (uncached calls take inputs never seen in any round, so every round's misses are
+  real) and makes its calls inside one flow run, each library's faster way (outside a flow, a
+  Prefect call took 30-40 ms here, reporting its run to the API before returning; a sqlresults call
+  ~170 µs instead of ~90). Prefect runs in a virtualenv of its own (``.venv-prefect/``, made on
+  first use, about a minute: its pins clash with the project's), in a subprocess
+  (``scripts/bench_prefect.py``) that stays up for the group and times one round per request, so
+  rounds still alternate. It waits, after its warm-up and after its timed loop, until its API server
+  has recorded the runs (its processes use 15-20 ms of CPU per call in all; the notes report it, the
+  figures do not count it), so that this work never lands in a timed loop. sqlresults times more
+  calls per round than Prefect: its calls are ~20x shorter, and a loop of a few ms would swing by a
+  descheduled tick. Key computation: ``fingerprint`` and ``INPUTS.compute_key`` against Prefect's
+  ``hash_objects`` and ``INPUTS.compute_key``, on an 8 MB float64 array and a 100,000-row DataFrame
+  (three numeric columns, one string column) generated from one seed in both processes (checked
+  equal by digest; both venvs have the same numpy and pandas).
 - **postgres**: a plain ``psycopg.connect(...)`` connection in autocommit mode running the same
   SQL (``Database.sql(queries.…)``) with the same parameters and the same ``execute()`` options
   the store passes (``Database.execute_options``: ``binary=True``, so a bytea payload arrives as
