@@ -201,8 +201,8 @@ FULL = Sizes(
     task_calls=5_000,
     # Prefect's API server records each task run ~10 ms behind the call (on another core), and
     # the Prefect side waits for it after every round: that wait grows with the calls.
-    prefect_calls=500,
-    task_warmup=100,
+    prefect_calls=300,
+    task_warmup=50,
     key_ops=30,
     key_warmup=3,
 )
@@ -222,9 +222,9 @@ QUICK = Sizes(
     task_calls=2_000,
     # Prefect's task calls take milliseconds each (plus the wait for its API server after each
     # round), and its process needs ~6 s to start.
-    prefect_calls=50,
+    prefect_calls=40,
     task_warmup=10,
-    key_ops=6,
+    key_ops=4,
     key_warmup=1,
 )
 

@@ -52,8 +52,8 @@ ARRAY_ITEMS = 1_000_000  # float64: 8 MB
 FRAME_ROWS = 100_000
 HIT_INPUT = 7  # the input every cache-hit call passes
 BENCHES = ("hit", "miss", "unpersisted")
-QUIET_WINDOW = 0.2  # seconds per CPU sample while waiting for Prefect's background work
-QUIET_SHARE = 0.1  # "quiet": less than this share of one CPU over a window
+QUIET_WINDOW = 0.1  # seconds per CPU sample while waiting for Prefect's background work
+QUIET_SHARE = 0.2  # "quiet": less than this share of one CPU over a window (busy: ~100 %)
 QUIET_LIMIT = 15.0  # seconds to wait at most
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # per CPU second
 
