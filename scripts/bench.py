@@ -91,7 +91,7 @@ Baselines, and why each is a fair floor
   first use, about a minute: its pins clash with the project's), in a subprocess
   (``scripts/bench_prefect.py``) that stays up for the group and times one round per request, so
   rounds still alternate. It waits, after its warm-up and after its timed loop, until its API server
-  has recorded the runs (its processes use 15-20 ms of CPU per call in all; the notes report it, the
+  has recorded the runs (its processes use ~20 ms of CPU per call in all; the notes report it, the
   figures do not count it), so that this work never lands in a timed loop. sqlresults times more
   calls per round than Prefect: its calls are ~20x shorter, and a loop of a few ms would swing by a
   descheduled tick. Key computation: ``fingerprint`` and ``INPUTS.compute_key`` against Prefect's

@@ -19,7 +19,7 @@ everything else the process writes, Prefect's logs included, goes to stderr). Re
   "warmup": W, "ops": N}``: one round of task calls (warm-up, then N timed calls); replies
   ``{"latencies": [ns, ...], "total_ns": T, "quiet_s": S, "cpu_s": C}``. After the warm-up and
   after the timed loop the script waits until it and its children have gone quiet: the API
-  server records each task run from its events in the background, 10-15 ms of CPU per call that
+  server records each task run from its events in the background, ~20 ms of CPU per call that
   lags the calls by up to a second or more, and that work must not land in the timed loop (of
   this round or of the next contender's). ``cpu_s`` is the CPU time the process tree used from
   the start of the timed loop until it went quiet (client and server; None without /proc).
