@@ -78,6 +78,26 @@ Baselines, and why each is a fair floor
   they can; per-write latency across all processes, compared with the absolute DESIGN targets
   (p99 ≤ 20 ms, max ≤ 200 ms). Raw sqlite3 (same upsert, 5 s busy timeout) and diskcache are
   shown for reference.
+- **tasks**: a trivial function (``x * 2``) as a sqlresults ``@task``, beside the bare function and
+  Prefect 3.9.1's ``@task`` doing the same: a cache hit (``cache_policy=INPUTS``, persisted, the
+  same input every call), an uncached persisted call (a new input every call: key, run, write) and
+  an unpersisted call (``persist_result=False``). sqlresults uses its default store (a SQLite file
+  in a scratch ``SQLRESULTS_HOME``), Prefect its default local storage (one file per result in a
+  scratch ``PREFECT_HOME``) and its ephemeral API server; both pickle. Each side keeps one store for
+  the whole group (uncached calls take inputs never seen in any round, so every round's misses are
+  real) and makes its calls inside one flow run, each library's faster way (outside a flow, a
+  Prefect call took 30-40 ms here, reporting its run to the API before returning; a sqlresults call
+  ~170 µs instead of ~90). Prefect runs in a virtualenv of its own (``.venv-prefect/``, made on
+  first use, about a minute: its pins clash with the project's), in a subprocess
+  (``scripts/bench_prefect.py``) that stays up for the group and times one round per request, so
+  rounds still alternate. It waits, after its warm-up and after its timed loop, until its API server
+  has recorded the runs (its processes use ~20 ms of CPU per call in all; the notes report it, the
+  figures do not count it), so that this work never lands in a timed loop. sqlresults times more
+  calls per round than Prefect: its calls are ~20x shorter, and a loop of a few ms would swing by a
+  descheduled tick. Key computation: ``fingerprint`` and ``INPUTS.compute_key`` against Prefect's
+  ``hash_objects`` and ``INPUTS.compute_key``, on an 8 MB float64 array and a 100,000-row DataFrame
+  (three numeric columns, one string column) generated from one seed in both processes (checked
+  equal by digest; both venvs have the same numpy and pandas).
 - **postgres**: a plain ``psycopg.connect(...)`` connection in autocommit mode running the same
   SQL (``Database.sql(queries.…)``) with the same parameters and the same ``execute()`` options
   the store passes (``Database.execute_options``: ``binary=True``, so a bytea payload arrives as
@@ -100,9 +120,11 @@ import os
 import pickle
 import platform
 import random
+import select
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,11 +136,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench_prefect
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-GROUPS = ("sqlite-small", "sqlite-large", "locks", "compute-once", "contention", "postgres")
+GROUPS = (
+    "sqlite-small",
+    "sqlite-large",
+    "locks",
+    "compute-once",
+    "contention",
+    "tasks",
+    "postgres",
+)
 
 SMALL = 100  # bytes in a "small" payload, before pickling
 KEY_SPACE = 1_000  # keys that small writes cycle over
@@ -150,6 +181,11 @@ class Sizes:
     contention_writes: int
     postgres: int
     warmup: int
+    task_calls: int
+    prefect_calls: int  # Prefect's calls take ~2 ms each: fewer of them per round
+    task_warmup: int
+    key_ops: int
+    key_warmup: int
 
 
 FULL = Sizes(
@@ -162,6 +198,13 @@ FULL = Sizes(
     contention_writes=2_000,
     postgres=2_000,
     warmup=300,
+    task_calls=5_000,
+    # Prefect's API server records each task run ~10 ms behind the call (on another core), and
+    # the Prefect side waits for it after every round: that wait grows with the calls.
+    prefect_calls=300,
+    task_warmup=50,
+    key_ops=30,
+    key_warmup=3,
 )
 QUICK = Sizes(
     # Small operations stay in the thousands even here: a WAL checkpoint lands every few hundred
@@ -176,6 +219,13 @@ QUICK = Sizes(
     contention_writes=300,
     postgres=200,
     warmup=100,
+    task_calls=2_000,
+    # Prefect's task calls take milliseconds each (plus the wait for its API server after each
+    # round), and its process needs ~6 s to start.
+    prefect_calls=40,
+    task_warmup=10,
+    key_ops=4,
+    key_warmup=1,
 )
 
 
@@ -304,12 +354,17 @@ class Runner:
 class Contender:
     """One way of doing a benchmark's operation. ``setup(directory)`` builds fresh state in an
     empty directory and returns a :class:`Runner`; ``target`` is DESIGN's target for sqlresults
-    against this contender (None: shown for reference)."""
+    against this contender (None: shown for reference).
+
+    ``measure(bench, round_no)``, when given instead of ``setup``, runs a whole round itself
+    (warm-up, :func:`settle`, the timed loop) and returns its figures: for loops that must run
+    inside a flow run, or in another process (the Prefect contender)."""
 
     label: str
-    setup: Callable[[Path], Runner]
+    setup: Callable[[Path], Runner] | None
     role: str = "baseline"
     target: Target | None = None
+    measure: Callable[[Bench, int], RoundStats] | None = None
 
 
 @dataclass
@@ -340,6 +395,7 @@ class Context:
         self.args = args
         self.sizes = sizes
         self.postgres_settings: dict[str, str] | None = None
+        self.prefect_info: dict[str, Any] | None = None  # the Prefect process's hello
         self.rounds: int = args.rounds
         self.tmp = tmp
         self.run_id = uuid.uuid4().hex[:12]
@@ -634,6 +690,11 @@ def run_bench(ctx: Context, bench: Bench) -> BenchResult:
     for round_no in range(ctx.rounds):
         shift = round_no % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
+            if contender.measure is not None:
+                per_contender[contender.label].append(contender.measure(bench, round_no))
+                continue
+            if contender.setup is None:
+                raise ValueError(f"contender {contender.label!r} has neither setup nor measure")
             directory = ctx.fresh_dir(f"{bench.name}-{contender.label}")
             runner = contender.setup(directory)
             try:
@@ -1300,6 +1361,491 @@ def group_contention(ctx: Context, pool: WorkerPool) -> list[BenchResult]:
     ]
 
 
+# -- group: tasks (sqlresults' @task beside the bare function and Prefect 3.9.1's @task) -------
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT_VENV = ROOT / ".venv-prefect"
+PREFECT_SCRIPT = Path(__file__).resolve().parent / "bench_prefect.py"
+PREFECT = f"Prefect {bench_prefect.PREFECT_VERSION}"
+_VENV_STAMP = "sqlresults-bench.json"
+_INSTALL_TIMEOUT = 1800.0  # seconds for one pip command
+
+
+def prefect_requirements() -> list[str]:
+    """What the Prefect venv holds: Prefect, and the project venv's numpy and pandas (the data
+    and its hashing must be the same on both sides)."""
+    import numpy
+    import pandas
+
+    return [
+        f"prefect=={bench_prefect.PREFECT_VERSION}",
+        f"numpy=={numpy.__version__}",
+        f"pandas=={pandas.__version__}",
+    ]
+
+
+def ensure_prefect_venv() -> tuple[Path | None, str]:
+    """The Python of ``.venv-prefect`` (Prefect kept out of the project's .venv, whose pins clash
+    with it), created and filled the first time and whenever the requirements change; or None
+    and the reason when it cannot be made (no network, no such release)."""
+    python = PREFECT_VENV / "bin" / "python"
+    stamp = PREFECT_VENV / _VENV_STAMP
+    requirements = prefect_requirements()
+    want: dict[str, Any] = {"python": platform.python_version(), "requirements": requirements}
+    try:
+        have = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        have = None
+    if have == want and python.exists():
+        return python, ""
+    progress.print(
+        f"[bold]  making {PREFECT_VENV.name}/ for the Prefect contender "
+        f"({', '.join(requirements)}); the first time takes about a minute[/bold]"
+    )
+    fresh = not isinstance(have, dict) or have.get("python") != want["python"]
+    if fresh or not python.exists():
+        shutil.rmtree(PREFECT_VENV, ignore_errors=True)
+    PREFECT_VENV.mkdir(exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    log_path = PREFECT_VENV / "bench-install.log"
+    with log_path.open("a", encoding="utf-8") as log:
+
+        def run(*command: str | Path) -> bool:
+            log.write(f"\n$ {' '.join(map(str, command))}\n")
+            log.flush()
+            try:
+                done = subprocess.run(
+                    [str(part) for part in command],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=_INSTALL_TIMEOUT,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.write(f"{exc}\n")
+                return False
+            return done.returncode == 0
+
+        if not python.exists() and not run(sys.executable, "-m", "venv", PREFECT_VENV):
+            return None, f"python -m venv failed (see {log_path})"
+        pip = (python, "-m", "pip", "--disable-pip-version-check")
+        if not run(*pip, "install", *requirements) and not _install_prefect_unpinned(
+            run, pip, requirements
+        ):
+            return None, f"pip could not install {requirements[0]} (see {log_path})"
+        if not run(python, "-c", "import prefect, numpy, pandas"):
+            return None, f"prefect does not import in {PREFECT_VENV} (see {log_path})"
+    stamp.write_text(json.dumps(want, indent=2) + "\n", encoding="utf-8")
+    return python, ""
+
+
+def _install_prefect_unpinned(
+    run: Callable[..., bool], pip: tuple[str | Path, ...], requirements: list[str]
+) -> bool:
+    """The workaround of reference/prefect-semantics.md for an index that lacks a release
+    Prefect pins (certifi): the wheel with --no-deps, then its Requires-Dist with certifi
+    unpinned."""
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="sqlresults-bench-prefect-") as scratch:
+        if not run(*pip, "download", "--no-deps", "--dest", scratch, requirements[0]):
+            return False
+        wheels = sorted(Path(scratch).glob("prefect-*.whl"))
+        if not wheels:
+            return False
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+            metadata = wheel.read(name).decode("utf-8")
+        needs = []
+        for line in metadata.splitlines():
+            if not line.startswith("Requires-Dist:"):
+                continue
+            need = line.partition(":")[2].strip()
+            if "extra ==" in need:
+                continue
+            spec, _, marker = need.partition(";")
+            if spec.strip().lower().startswith("certifi"):
+                need = "certifi" + (f"; {marker.strip()}" if marker else "")
+            needs.append(need)
+        return run(*pip, "install", "--no-deps", wheels[0]) and run(
+            *pip, "install", *needs, *requirements[1:]
+        )
+
+
+def prefect_env(home: Path) -> dict[str, str]:
+    """The environment of a Prefect process: ``PREFECT_HOME`` (its settings, local result storage
+    and the API server's database) in ``home``, the ephemeral API server, warnings only; none of
+    the caller's PREFECT_* or SQLRESULTS_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SQLRESULTS_"))}
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="true",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+    )
+    return env
+
+
+def prefect_home(python: Path, home: Path) -> None:
+    """Put a migrated API database in the empty scratch ``home``, copied from a template made
+    once (``prefect server database upgrade``, ~5 s) so that the ephemeral server does not
+    migrate a new database on every run; without a template the server migrates one itself."""
+    template = PREFECT_VENV / "home-template" / "prefect.db"
+    if not template.exists():
+        template.parent.mkdir(exist_ok=True)
+        with (PREFECT_VENV / "bench-install.log").open("a", encoding="utf-8") as log:
+            done = subprocess.run(
+                [str(python.parent / "prefect"), "server", "database", "upgrade", "-y"],
+                env=prefect_env(template.parent),
+                cwd=template.parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=_INSTALL_TIMEOUT,
+                check=False,
+            )
+        if done.returncode != 0 or not template.exists():
+            shutil.rmtree(template.parent, ignore_errors=True)
+            return
+    shutil.copyfile(template, home / "prefect.db")
+
+
+class PrefectProcess:
+    """``scripts/bench_prefect.py`` under the Prefect venv's Python, with a scratch
+    ``PREFECT_HOME``: one JSON request and one JSON reply per line (see that file)."""
+
+    def __init__(self, python: Path, home: Path, log_path: Path) -> None:
+        env = prefect_env(home)
+        self.log_path = log_path
+        self.log = log_path.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            [str(python), str(PREFECT_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+            cwd=home,
+            text=True,
+            encoding="utf-8",
+        )
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return the reply (without its "ok").
+
+        Raises:
+            RuntimeError: The process failed, died or did not answer within TASK_TIMEOUT.
+        """
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None
+        assert stdout is not None
+        try:
+            stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            stdin.flush()
+        except BrokenPipeError:
+            pass  # it exited; the read below says how
+        ready, _, _ = select.select([stdout], [], [], TASK_TIMEOUT)
+        line = stdout.readline() if ready else ""
+        if not line:
+            state = "did not answer" if ready == [] else f"exited ({self.process.poll()})"
+            raise RuntimeError(f"the Prefect process {state} on {op!r}:\n{self.log_tail()}")
+        reply: dict[str, Any] = json.loads(line)
+        if not reply.pop("ok", False):
+            raise RuntimeError(f"the Prefect process failed on {op!r}:\n{reply.get('error')}")
+        return reply
+
+    def log_tail(self, lines: int = 25) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:]) or "(its log is empty)"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.process.stdin.close()
+        try:
+            self.process.wait(60)  # Prefect stops its API server on the way out
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.log.close()
+
+
+def start_prefect(ctx: Context) -> PrefectProcess | None:
+    """The Prefect contender's process, said hello to; None (with a line saying why) when
+    Prefect cannot run here."""
+    if ctx.args.no_prefect:
+        console.print("[yellow]tasks: --no-prefect: the sqlresults side runs alone[/yellow]")
+        return None
+    python, reason = ensure_prefect_venv()
+    if python is None:
+        console.print(
+            f"[yellow]tasks: {PREFECT} is not available: {reason}. The sqlresults side runs "
+            "alone.[/yellow]"
+        )
+        return None
+    progress.print(f"[dim]  starting {PREFECT} (ephemeral API server)[/dim]")
+    home = ctx.fresh_dir("prefect-home")
+    prefect_home(python, home)
+    side = PrefectProcess(python, home, ctx.tmp / "prefect.log")
+    try:
+        ctx.prefect_info = side.request("hello")
+    except RuntimeError as exc:
+        side.close()
+        console.print(
+            f"[yellow]tasks: {PREFECT} did not start, so the sqlresults side runs alone:[/yellow]"
+        )
+        console.print(Text(str(exc), style="dim"))
+        return None
+    return side
+
+
+def group_tasks(ctx: Context) -> list[BenchResult]:
+    """Per-call overhead of @task (cache hit, uncached persisted call, unpersisted call) beside
+    the bare function and Prefect's @task; cache-key computation for large inputs beside
+    Prefect's hash_objects."""
+    from sqlresults import flow
+
+    data = {kind: bench_prefect.make_data(kind) for kind in ("array", "frame")}
+    prefect = start_prefect(ctx)
+    saved_home = os.environ.get("SQLRESULTS_HOME")
+    try:
+        if prefect is not None and ctx.prefect_info is not None:
+            ours = {kind: bench_prefect.describe_data(value) for kind, value in data.items()}
+            if ctx.prefect_info["data"] != ours:
+                raise RuntimeError(
+                    "the Prefect process generated other data from the same seed:\n"
+                    f"  ours:   {ours}\n  theirs: {ctx.prefect_info['data']}"
+                )
+        # sqlresults' default store: a SQLite file in a scratch SQLRESULTS_HOME.
+        os.environ["SQLRESULTS_HOME"] = str(ctx.fresh_dir("sqlresults-home"))
+        storage = {"sqlresults": _default_storage()}
+        if prefect is not None and ctx.prefect_info is not None:
+            storage["prefect"] = (
+                f"LocalFileSystem {ctx.prefect_info['storage']} (one file per result, "
+                f"{ctx.prefect_info['serializer']} serializer), ephemeral API server"
+            )
+        benches, prefect_cpu = task_call_benches(ctx, prefect)
+        benches += key_benches(ctx, prefect, data)
+
+        # Every round runs inside one flow run, as the Prefect side serves inside one of its
+        # own: calls inside a flow are both libraries' faster way (no per-round flow runs).
+        @flow(name="bench-tasks", persist_result=False)
+        def bench_tasks() -> list[BenchResult]:
+            return [run_bench(ctx, bench) for bench in announce(benches)]
+
+        results = bench_tasks()
+    finally:
+        if prefect is not None:
+            prefect.close()
+        _close_default_database()
+        if saved_home is None:
+            os.environ.pop("SQLRESULTS_HOME", None)
+        else:
+            os.environ["SQLRESULTS_HOME"] = saved_home
+    bare = results[0].contenders[0].median.p50_ns
+    for result, cpu in zip(results[1:4], prefect_cpu.values(), strict=True):
+        result.extra["table"] = "calls"
+        overheads = ", ".join(
+            f"{c.label} {us(c.median.p50_ns - bare)} µs" for c in result.contenders
+        )
+        result.note = f"{result.note}; p50 over the bare call: {overheads}"
+        if cpu:
+            per_call = statistics.median(cpu)
+            result.extra["prefect_cpu_s_per_call"] = cpu
+            result.note += (
+                f"; Prefect's processes used {per_call * 1000:,.1f} ms of CPU per call, "
+                "its API server's recording of the run included"
+            )
+    results[0].extra["table"] = "calls"
+    results[0].extra["storage"] = storage
+    for result in results[4:]:
+        result.extra["table"] = "keys"
+    return results
+
+
+def _default_storage() -> str:
+    """What sqlresults' default store is, in words."""
+    from sqlresults.results import get_default_result_storage
+    from sqlresults.settings import get_settings
+
+    database = get_default_result_storage()
+    settings = get_settings()
+    if database.dialect.name != "sqlite":
+        return f"{database.dialect.name} (SQLRESULTS_DATABASE_URL)"
+    path = database.url.database
+    return (
+        f"default store, SQLite {path} (WAL, synchronous={settings.sqlite_synchronous}), "
+        f"{settings.results_default_serializer} serializer"
+    )
+
+
+def _close_default_database() -> None:
+    from sqlresults.results import get_default_result_storage
+
+    with contextlib.suppress(Exception):
+        get_default_result_storage().close()
+
+
+def task_call_benches(
+    ctx: Context, prefect: PrefectProcess | None
+) -> tuple[list[Bench], dict[str, list[float]]]:
+    """The bare function, then a cache hit, an uncached persisted call and an unpersisted
+    call, each a sqlresults @task beside a Prefect @task doing the same; and where the
+    Prefect contender's rounds will put the CPU time per call of its processes."""
+    from sqlresults import task
+    from sqlresults.cache_policies import INPUTS
+
+    sizes = ctx.sizes
+    work, call_input = bench_prefect.work, bench_prefect.call_input
+    base = random.randrange(1 << 40)  # uncached inputs never seen before, on either side
+    tasks = {
+        "hit": task(name="bench-hit", cache_policy=INPUTS)(work),
+        "miss": task(name="bench-miss", cache_policy=INPUTS)(work),
+        "unpersisted": task(name="bench-unpersisted", persist_result=False)(work),
+    }
+
+    rounds = itertools.count()  # the round of each setup (inputs are fresh in every round)
+    # CPU seconds per call of Prefect's processes, API server included, per kind and round.
+    prefect_cpu: dict[str, list[float]] = {kind: [] for kind in tasks}
+
+    def ours(kind: str) -> Callable[[Path], Runner]:
+        call = tasks[kind]
+
+        def setup(_directory: Path) -> Runner:
+            round_no = next(rounds)
+            return Runner(lambda i: call(call_input(kind, round_no, base, i)), lambda: None)
+
+        return setup
+
+    def theirs(kind: str) -> Callable[[Bench, int], RoundStats]:
+        def measure(bench: Bench, round_no: int) -> RoundStats:
+            assert prefect is not None
+            reply = prefect.request(
+                "calls",
+                bench=kind,
+                round=round_no,
+                base=base,
+                warmup=bench.warmup,
+                ops=sizes.prefect_calls,
+            )
+            if reply.get("cpu_s") is not None:
+                prefect_cpu[kind].append(reply["cpu_s"] / sizes.prefect_calls)
+            return RoundStats.from_latencies(reply["latencies"], reply["total_ns"])
+
+        return measure
+
+    def bare(_directory: Path) -> Runner:
+        return Runner(lambda i: work(call_input("unpersisted", 0, base, i)), lambda: None)
+
+    benches = [
+        Bench(
+            "tasks",
+            "bare function",
+            [Contender("work(x), no library", bare, "reference")],
+            ops=sizes.task_calls,
+            warmup=sizes.task_warmup,
+            note="the function every task wraps: return x * 2",
+        )
+    ]
+    for kind, name, note, target in (
+        (
+            "hit",
+            "cache hit",
+            "cache_policy=INPUTS, persisted; the same input every call",
+            Target(10.0, "≥10x Prefect"),
+        ),
+        (
+            "miss",
+            "uncached call, persisted",
+            "cache_policy=INPUTS; a new input every call: key, run, write",
+            None,
+        ),
+        ("unpersisted", "call, not persisted", "persist_result=False (no key, no write)", None),
+    ):
+        contenders = [Contender("sqlresults @task", ours(kind), "sqlresults")]
+        if prefect is not None:
+            contenders.append(
+                Contender(f"{PREFECT} @task", None, target=target, measure=theirs(kind))
+            )
+        benches.append(
+            Bench(
+                "tasks",
+                name,
+                contenders,
+                ops=sizes.task_calls,
+                warmup=sizes.task_warmup,
+                note=note,
+            )
+        )
+    return benches, prefect_cpu
+
+
+def key_benches(ctx: Context, prefect: PrefectProcess | None, data: dict[str, Any]) -> list[Bench]:
+    """Cache keys of an 8 MB array and a 100k-row DataFrame: sqlresults' fingerprint and
+    INPUTS.compute_key beside Prefect's hash_objects and INPUTS.compute_key."""
+    from sqlresults.cache_policies import INPUTS
+    from sqlresults.hashing import fingerprint
+
+    sizes = ctx.sizes
+    target = Target(1.0, "≥1x Prefect")
+
+    def ours(kind: str, fn: str) -> Callable[[Path], Runner]:
+        value = data[kind]
+
+        def setup(_directory: Path) -> Runner:
+            if fn == "hash_objects":
+                return Runner(lambda i: fingerprint(value), lambda: None)
+            compute_key = INPUTS.compute_key
+            return Runner(lambda i: compute_key(None, {"data": value}, {}), lambda: None)
+
+        return setup
+
+    def theirs(kind: str, fn: str) -> Callable[[Bench, int], RoundStats]:
+        def measure(bench: Bench, round_no: int) -> RoundStats:
+            assert prefect is not None
+            reply = prefect.request("keys", data=kind, fn=fn, warmup=bench.warmup, ops=bench.ops)
+            return RoundStats.from_latencies(reply["latencies"], reply["total_ns"])
+
+        return measure
+
+    array_mb = data["array"].nbytes / MB
+    names = {
+        "array": f"{array_mb:.0f} MB float64 array",
+        "frame": f"{len(data['frame']):,}-row DataFrame",
+    }
+    benches = []
+    for kind in ("array", "frame"):
+        for fn, ours_label, their_label in (
+            ("hash_objects", "sqlresults fingerprint", "Prefect hash_objects"),
+            ("compute_key", "sqlresults INPUTS.compute_key", "Prefect INPUTS.compute_key"),
+        ):
+            contenders = [Contender(ours_label, ours(kind, fn), "sqlresults")]
+            if prefect is not None:
+                contenders.append(
+                    Contender(their_label, None, target=target, measure=theirs(kind, fn))
+                )
+            benches.append(
+                Bench(
+                    "tasks",
+                    f"{names[kind]}: {'hash' if fn == 'hash_objects' else 'INPUTS key'}",
+                    contenders,
+                    ops=sizes.key_ops,
+                    warmup=sizes.key_warmup,
+                )
+            )
+    return benches
+
+
 # -- group: postgres ------------------------------------------------------------------------
 
 
@@ -1469,6 +2015,36 @@ def latency_table(title: str, results: list[BenchResult]) -> Table:
     return table
 
 
+def print_tasks(ctx: Context, results: list[BenchResult]) -> None:
+    """The tasks group: task calls, then key computation, each with its notes."""
+    with_prefect = any(c.role == "baseline" for r in results for c in r.contenders)
+    side = f"beside {PREFECT}" if with_prefect else "sqlresults only"
+    calls = [r for r in results if r.extra.get("table") == "calls"]
+    keys = [r for r in results if r.extra.get("table") == "keys"]
+    counts = f"{ctx.sizes.task_calls:,} calls a round"
+    if with_prefect:
+        counts += f", Prefect {ctx.sizes.prefect_calls:,}"
+    for title, group in (
+        (
+            f"tasks — per call, inside one flow run, {side} "
+            f"(median of {ctx.rounds} rounds; {counts})",
+            calls,
+        ),
+        (
+            f"tasks — cache-key computation of one large input, {side} "
+            f"(median of {ctx.rounds} rounds)",
+            keys,
+        ),
+    ):
+        console.print()
+        console.print(latency_table(title, group))
+        for result in group:
+            if result.note:
+                console.print(f"[dim]  {result.name}: {result.note}[/dim]")
+    for name, text in calls[0].extra.get("storage", {}).items():
+        console.print(f"[dim]  storage, {name}: {text}[/dim]")
+
+
 def compute_once_table(ctx: Context, results: list[BenchResult]) -> Table:
     table = Table(
         title=f"compute-once — SERIALIZABLE transaction per key, {WORKERS} spawned processes, "
@@ -1588,11 +2164,14 @@ def settings_overrides() -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench",
-        description="Measure sqlresults against raw sqlite3 / psycopg and diskcache, side by "
-        "side in one run, and print the DESIGN.md §8 ratios with PASS/MISS (information only).",
+        description="Measure sqlresults against raw sqlite3 / psycopg, diskcache and Prefect, "
+        "side by side in one run, and print the DESIGN.md §8 ratios with PASS/MISS "
+        "(information only).",
         epilog=f"Groups: {', '.join(GROUPS)}. The postgres group runs when a URL is given "
         "(--postgres-url or SQLRESULTS_TEST_POSTGRES_URL); the shell wrapper's --postgres "
-        "starts a throwaway server for it.",
+        "starts a throwaway server for it. The tasks group runs Prefect "
+        f"{bench_prefect.PREFECT_VERSION} from .venv-prefect/, made the first time (about a "
+        "minute; without network the sqlresults side runs alone).",
     )
     parser.add_argument(
         "--rounds", type=int, default=None, help="rounds per benchmark (default 5; 3 with --quick)"
@@ -1621,6 +2200,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--postgres",
         action="store_true",
         help="require the postgres group (fail without a URL)",
+    )
+    parser.add_argument(
+        "--no-prefect",
+        action="store_true",
+        help="run the tasks group without its Prefect contender (no Prefect venv needed)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write JSON")
     args = parser.parse_args(argv)
@@ -1697,6 +2281,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"(median of {ctx.rounds} rounds)",
                     group_results,
                 )
+            elif group == "tasks":
+                group_results = group_tasks(ctx)
+                results.extend(group_results)
+                print_tasks(ctx, group_results)
+                continue
             elif group in ("compute-once", "contention"):
                 if pool is None:
                     progress.print(f"[dim]  starting {WORKERS} worker processes (spawn)[/dim]")
@@ -1746,6 +2335,7 @@ def main(argv: list[str] | None = None) -> int:
             document = {
                 "environment": env,
                 "postgres": ctx.postgres_settings,
+                "prefect": ctx.prefect_info,
                 "elapsed_s": elapsed,
                 "sizes": asdict(sizes),
                 "results": [asdict(r) for r in results],
