@@ -29,6 +29,25 @@ everything else the process writes, Prefect's logs included, goes to stderr). Re
 
 Every reply carries ``"ok": true``, or ``"ok": false`` with ``"error"`` (a traceback).
 
+Run with ``--store`` instead, the script serves the store benchmarks of the other groups
+(no flow run, no API server: Prefect's ``ResultStore`` needs neither), with the same protocol:
+
+- ``{"op": "hello"}``: versions and what the store is.
+- ``{"op": "store", "bench": "write" | "read" | "exists" | "lock", "keys": K, "size": B,
+  "warmup": W, "ops": N}``: one round on a fresh ``ResultStore(result_storage=
+  LocalFileSystem(...), lock_manager=FileSystemLockManager(...), cache_result_in_memory=False)``
+  in a new scratch directory: operation i uses key ``i % K`` of ``K`` keys, payloads of ``B``
+  random bytes (three variants, as the harness's workload); reads and ``exists`` run over keys
+  written beforehand; "lock" is ``acquire_lock(key, holder, timeout=0)`` then
+  ``release_lock``. Replies ``{"latencies": [...], "total_ns": T}``.
+- ``{"op": "compute_once", "processes": P, "keys": K, "compute_ms": M, "round": R}``: P
+  spawned processes (of this venv) race over the same K keys in different orders, each key in a
+  SERIALIZABLE ``transaction()`` on such a store: read it if committed, else compute and stage
+  it. Replies ``{"wall_ns": T, "computed": C, "distinct": D, "stored": S, "failed": F}``: a
+  correct run computed each key once (C == D == S == K, F == 0); Prefect's file locks do not
+  always manage that (reference/peers.md §4: a transaction may fail reading a lock file that
+  is still empty), and the harness reports it rather than failing.
+
 This file runs under the Prefect venv's interpreter with numpy and pandas: nothing at module
 level may import anything else that is not in the standard library.
 """
@@ -38,8 +57,12 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import multiprocessing as mp
 import os
+import random
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -277,6 +300,198 @@ class PrefectSide:
         raise ValueError(f"unknown request {op!r}")
 
 
+class StoreSide:
+    """Prefect's local result store: ``LocalFileSystem`` storage, ``FileSystemLockManager``
+    locks, one fresh scratch directory per round."""
+
+    def __init__(self) -> None:
+        import prefect
+
+        if prefect.__version__ != PREFECT_VERSION:
+            raise RuntimeError(f"expected prefect {PREFECT_VERSION}, found {prefect.__version__}")
+        self.prefect = prefect
+        self.scratch = Path(tempfile.mkdtemp(prefix="sqlresults-bench-prefect-store-"))
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "prefect": self.prefect.__version__,
+            "python": sys.version.split()[0],
+            "store": "ResultStore(LocalFileSystem, FileSystemLockManager), "
+            "cache_result_in_memory=False, its default serializer (cloudpickle)",
+        }
+
+    def store(self, request: dict[str, Any]) -> dict[str, Any]:
+        directory = Path(tempfile.mkdtemp(dir=self.scratch))
+        try:
+            store = prefect_store(directory)
+            count, bench = request["keys"], request["bench"]
+            keys = [f"key-{i:05d}" for i in range(count)]
+            values = [os.urandom(request["size"]) for _ in range(3)]
+            if bench != "write" and bench != "lock":
+                for key in keys:
+                    store.write(values[0], key=key)
+            if bench == "write":
+
+                def op(i: int) -> object:
+                    return store.write(values[(i // count) % 3], key=keys[i % count])
+
+            elif bench == "read":
+
+                def op(i: int) -> object:
+                    return store.read(keys[i % count]).result
+
+            elif bench == "exists":
+
+                def op(i: int) -> object:
+                    return store.exists(keys[i % count])
+
+            else:
+
+                def op(i: int) -> object:
+                    key = keys[i % count]
+                    if not store.acquire_lock(key, holder="bench-holder", timeout=0):
+                        raise RuntimeError(f"uncontended acquire of {key!r} failed")
+                    return store.release_lock(key, holder="bench-holder")
+
+            time_loop(op, 0, request["warmup"])
+            settle()
+            latencies, total = time_loop(op, request["warmup"], request["ops"])
+            return {"latencies": latencies, "total_ns": total}
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def compute_once(self, request: dict[str, Any]) -> dict[str, Any]:
+        directory = Path(tempfile.mkdtemp(dir=self.scratch))
+        try:
+            count, processes = request["keys"], request["processes"]
+            keys = [f"key-{i:05d}" for i in range(count)]
+            context = mp.get_context("spawn")
+            barrier = context.Barrier(processes)
+            orders = []
+            for worker in range(processes):
+                order = list(keys)
+                random.Random(f"{request['round']}-{worker}").shuffle(order)
+                orders.append(order)
+            replies = context.Queue()
+            workers = [
+                context.Process(
+                    target=_compute_once_worker,
+                    args=(replies, barrier, str(directory), order, request["compute_ms"]),
+                    daemon=True,
+                )
+                for order in orders
+            ]
+            for worker in workers:
+                worker.start()
+            results = [replies.get(timeout=600) for _ in workers]
+            for worker in workers:
+                worker.join(60)
+            errors = [r["error"] for r in results if "error" in r]
+            if errors:
+                raise RuntimeError("a compute-once worker failed:\n" + "\n".join(errors))
+            computed = [key for result in results for key in result["computed"]]
+            failed = sum(len(result["failed"]) for result in results)
+            stored = sum(1 for path in (directory / "store").iterdir() if path.is_file())
+            return {
+                "wall_ns": max(r["end"] for r in results) - min(r["start"] for r in results),
+                "computed": len(computed),
+                "distinct": len(set(computed)),
+                "stored": stored,
+                "failed": failed,
+            }
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "hello":
+            return self.hello()
+        if op == "store":
+            return self.store(request)
+        if op == "compute_once":
+            return self.compute_once(request)
+        raise ValueError(f"unknown request {op!r}")
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def prefect_store(directory: Path) -> Any:
+    """Prefect's local ResultStore with file locks, all under ``directory``."""
+    from prefect.filesystems import LocalFileSystem
+    from prefect.locking.filesystem import FileSystemLockManager
+    from prefect.results import ResultStore
+
+    return ResultStore(
+        result_storage=LocalFileSystem(basepath=str(directory / "store")),
+        lock_manager=FileSystemLockManager(lock_files_directory=directory / "locks"),
+        cache_result_in_memory=False,
+    )
+
+
+def _compute_once_worker(
+    replies: Any, barrier: Any, directory: str, keys: list[str], compute_ms: float
+) -> None:
+    """One racer of a compute-once round: a SERIALIZABLE transaction per key; puts
+    ``{"start", "end", "computed"}`` (or ``{"error"}``) on ``replies``."""
+    try:
+        from prefect.transactions import IsolationLevel, transaction
+
+        store = prefect_store(Path(directory))
+        computed = []
+        failed = []
+        barrier.wait(120)
+        start = time.perf_counter_ns()
+        for key in keys:
+            try:
+                with transaction(
+                    key=key, store=store, isolation_level=IsolationLevel.SERIALIZABLE
+                ) as txn:
+                    if txn.is_committed():
+                        txn.read()
+                    else:
+                        computed.append(key)
+                        if compute_ms:
+                            time.sleep(compute_ms / 1000)
+                        txn.stage(f"value of {key}")
+            except Exception:
+                # Prefect's file locks race (an empty lock file read between its touch and its
+                # write): the key's transaction failed, which the round reports as wrong.
+                failed.append(key)
+        end = time.perf_counter_ns()
+        replies.put({"start": start, "end": end, "computed": computed, "failed": failed})
+    except BaseException:
+        barrier.abort()
+        replies.put({"error": traceback.format_exc()})
+
+
+def serve_store(channel: TextIO) -> None:
+    """Answer store requests until "quit" (``--store``)."""
+
+    def reply(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message) + "\n")
+        channel.flush()
+
+    try:
+        side = StoreSide()
+    except BaseException:
+        reply({"ok": False, "error": traceback.format_exc()})
+        return
+    try:
+        for line in sys.stdin:
+            request = json.loads(line)
+            if request.get("op") == "quit":
+                return
+            try:
+                answer = side.handle(request)
+            except Exception:
+                reply({"ok": False, "error": traceback.format_exc()})
+            else:
+                reply({"ok": True, **answer})
+    finally:
+        side.close()
+
+
 def serve(channel: TextIO) -> None:
     """Answer requests until "quit", inside one flow run (its own result is not persisted)."""
 
@@ -312,7 +527,10 @@ def main() -> int:
     # Replies go to the real stdout; anything Prefect prints goes to stderr instead.
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    serve(channel)
+    if "--store" in sys.argv[1:]:
+        serve_store(channel)
+    else:
+        serve(channel)
     channel.close()
     return 0
 
