@@ -276,8 +276,12 @@ class ResultStore:
                 "known_version": None if cached is None else cached.version,
                 "include_expired": 1 if include_expired else 0,
             }
-            row = database.fetchone(queries.record_read, params)
-            assert row is not None  # the statement always returns exactly one row
+            # A record not in memory is fetched as stored; only a miss (or a cached copy to
+            # confirm) needs the statement that reports record and lock in one snapshot.
+            row = None if cached is not None else database.fetchone(queries.record_fetch, params)
+            if row is None:
+                row = database.fetchone(queries.record_read, params)
+            assert row is not None  # record_read always returns exactly one row
             if self._must_wait_for_lock(key, row[7], holder):
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not self.lock_manager.wait_for_lock(key, remaining):

@@ -775,7 +775,8 @@ class TestStoreLocks:
 
         def fetchone(query: Any, params: Any) -> Any:
             row = original(query, params)
-            if query is queries.record_read and not interleaved:
+            # After the reader's first look at the record, whichever statement it used.
+            if query in (queries.record_fetch, queries.record_read) and not interleaved:
                 interleaved.append("holder1 wrote and released")
                 store.write("computed", key="k", holder="holder1")
                 store.release_lock("k", holder="holder1")
