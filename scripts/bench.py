@@ -550,7 +550,7 @@ class RawRecords:
             "fence": None,
             "now": time.time(),
         }
-        if self.execute(self.sql["record_upsert"], params).fetchone() is None:
+        if self.execute(self.sql["record_upsert"], params).rowcount != 1:
             raise RuntimeError(f"raw upsert of {key!r} was refused")
 
     def read(self, key: str) -> Any:

@@ -545,12 +545,11 @@ class ResultStore:
         del payload
         if release_lock and locks_in_database:
             return self._release_and_write(key, holder, params)
-        row = database.fetchone(queries.record_upsert, params)
-        if row is None:
+        if not database.execute(queries.record_upsert, params):
             raise self._refusal(key, holder, fence)
         if release_lock:
             self.lock_manager.release_lock(key, holder)
-        return int(row[0])
+        return int(params["version"])
 
     def _release_and_write(self, key: str, holder: str, params: dict[str, Any]) -> int:
         """Release ``holder``'s lock and write the record in one database transaction; return
@@ -572,10 +571,9 @@ class ResultStore:
             # snapshot and the release, and both would compute.
             if transaction.fetchone(queries.lock_release, params) is None:
                 return None  # not our lock any more: write nothing
-            row = transaction.fetchone(queries.record_upsert, {**params, "fence": None})
-            if row is None:
+            if not transaction.execute(queries.record_upsert, {**params, "fence": None}):
                 raise LockHeldByOtherError(key)  # rolls back: our lock row is restored
-            return int(row[0])
+            return int(params["version"])
 
         version = self.result_storage.transaction(release_then_write)
         manager = self.lock_manager
