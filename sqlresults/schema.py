@@ -36,7 +36,7 @@ __all__ = [
 
 # The Alembic revision this version of sqlresults expects at head. A test checks it against the
 # migration tree, so the store can verify the schema without importing Alembic on every start.
-SCHEMA_REVISION = "9b5fefa6be0b"
+SCHEMA_REVISION = "c3d8e1f05a2b"
 
 # Our own version table, so sqlresults can live in a database whose application uses Alembic.
 VERSION_TABLE = "sqlresults_alembic_version"
@@ -73,7 +73,10 @@ records = Table(
     # Last: revision 2 added it, and ADD COLUMN appends (reflection lists columns in table order).
     Column("provenance", Text, nullable=True, comment="JSON: the task, run and key components"),
 )
-Index(None, records.c.expires)
+# Partial: the sweep looks for expired records only, and an upsert that assigns expires
+# rewrites the record's entry in a full index even when the value did not change (revision 3).
+_expiring = records.c.expires.is_not(None)
+Index(None, records.c.expires, sqlite_where=_expiring, postgresql_where=_expiring)
 
 locks = Table(
     "sqlresults_locks",

@@ -17,6 +17,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -45,6 +46,7 @@ OUR_TABLES = {"sqlresults_records", "sqlresults_locks"}
 UNKNOWN_REVISION = "ffffffffffff"
 REVISION_1 = "4f0c2a9d1b7e"  # records and locks
 PROVENANCE_REVISION = "9b5fefa6be0b"  # adds sqlresults_records.provenance
+LEAN_INDEX_REVISION = "c3d8e1f05a2b"  # makes the records' expiry index partial
 SIGNING_KEY = "migration-test-signing-key-0123"
 PROVENANCE = Provenance(
     task="pipeline.train",
@@ -779,7 +781,7 @@ class TestProvenanceRevision:
 
         migrations.upgrade(database)
 
-        assert migrations.current_revision(database) == PROVENANCE_REVISION
+        assert migrations.current_revision(database) == migrations.head_revision()
         assert _record_columns(empty_database_url)[-1] == "provenance"
         assert _fetchall(
             empty_database_url, "SELECT count(*), count(provenance) FROM sqlresults_records"
@@ -808,7 +810,7 @@ class TestProvenanceRevision:
         store = ResultStore(result_storage=open_database(empty_database_url), namespace="ns")
 
         assert store.read("k").result == "old"
-        assert store.result_storage.schema_revision() == PROVENANCE_REVISION
+        assert store.result_storage.schema_revision() == migrations.head_revision()
 
     @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
     def test_postgresql_at_revision_1_asks_for_migrate(
@@ -892,10 +894,10 @@ class TestProvenanceRevision:
         assert _verify_rows_as_revision_1(empty_database_url, "b", None) == 1_100
 
     def test_offline_script_from_revision_1_is_one_column(self) -> None:
-        """``--sql`` from revision 1 adds the column and moves the version, and creates
-        nothing else, on both dialects."""
+        """``--sql`` from revision 1 to the provenance revision adds the column and moves the
+        version, and creates nothing else, on both dialects."""
         for url in ("sqlite:///never-created.db", "postgresql+psycopg://u@nowhere.invalid/db"):
-            sql = migrations.upgrade_sql(url, from_revision=REVISION_1)
+            sql = migrations.upgrade_sql(url, PROVENANCE_REVISION, from_revision=REVISION_1)
             assert "ALTER TABLE sqlresults_records ADD COLUMN provenance TEXT" in sql
             assert f"SET version_num='{PROVENANCE_REVISION}'" in sql
             assert "CREATE TABLE" not in sql
@@ -923,7 +925,7 @@ class TestProvenanceRevision:
                 pg_connection.execute(sql)
 
         database = open_database(empty_database_url, auto_migrate=False)
-        assert database.schema_revision() == PROVENANCE_REVISION
+        assert database.schema_revision() == migrations.head_revision()
         assert ResultStore(result_storage=database, namespace="ns").read("k").result == [1, 2, 3]
         migrations.check(database)  # raises SchemaOutOfDateError on drift
 
@@ -935,6 +937,56 @@ class TestProvenanceRevision:
         config.attributes["url"] = "sqlite:///never-created.db"
         with pytest.raises(NotImplementedError, match="run it against the database"):
             command.downgrade(config, f"{PROVENANCE_REVISION}:{REVISION_1}", sql=True)
+
+
+def _expiry_index_sql(url: str) -> str:
+    """The definition of ix_sqlresults_records_expires, as the database reports it."""
+    if make_url(url).get_backend_name() == "sqlite":
+        sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_sqlresults_records_expires'"
+    else:
+        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_sqlresults_records_expires'"
+    [(definition,)] = _fetchall(url, sql)
+    return str(definition)
+
+
+class TestLeanExpiryIndexRevision:
+    def test_expiry_index_leaves_out_records_that_never_expire(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """At head the records' expiry index is partial (expires IS NOT NULL), so upserts of
+        records that never expire do not rewrite it; the sweep still finds expired records
+        through it, and the schema matches the models."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database)
+        assert "WHERE" in _expiry_index_sql(empty_database_url).upper()
+        migrations.check(database)  # raises SchemaOutOfDateError on drift
+        store = ResultStore(result_storage=database, namespace="ns")
+        store.write("kept", key="kept")
+        store.write("gone", key="gone", expiration=timedelta(seconds=-1))
+        assert store.sweep_expired() == 1
+        assert store.read("kept").result == "kept"
+
+    def test_downgrade_restores_the_full_index(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """Downgrading to the provenance revision makes the index full again, rows kept."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database)
+        ResultStore(result_storage=database, namespace="ns").write(1, key="k")
+        migrations.downgrade(database, PROVENANCE_REVISION)
+        assert "WHERE" not in _expiry_index_sql(empty_database_url).upper()
+        assert _fetchall(empty_database_url, "SELECT count(*) FROM sqlresults_records") == [(1,)]
+        migrations.upgrade(database)
+        assert migrations.current_revision(database) == LEAN_INDEX_REVISION
+
+    def test_offline_script_is_two_index_statements(self) -> None:
+        """``--sql`` from the provenance revision drops and recreates the index, partial, and
+        touches no table, on both dialects."""
+        for url in ("sqlite:///never-created.db", "postgresql+psycopg://u@nowhere.invalid/db"):
+            sql = migrations.upgrade_sql(url, from_revision=PROVENANCE_REVISION)
+            assert "DROP INDEX ix_sqlresults_records_expires" in sql
+            assert "WHERE expires IS NOT NULL" in sql
+            assert "TABLE" not in sql.replace("sqlresults_alembic_version", "")
 
 
 class TestPostgreSQLStorage:
