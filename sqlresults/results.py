@@ -977,6 +977,34 @@ def derive_result_store(
     Raises:
         ConfigurationError: The storage or serializer cannot be used.
     """
+    settings = get_settings()
+    # A task calls this on every run: answer repeated questions without resolving the
+    # storage, the serializer and the default URL again. The entry keeps the objects it was
+    # asked about, so an id reused after one is collected cannot match.
+    asked = (parent, result_storage, serializer, lock_manager, settings)
+    fast_key = (*map(id, asked), cache_result_in_memory)
+    entry = _recent_stores.get(fast_key)
+    if entry is not None and all(a is b for a, b in zip(entry[0], asked, strict=True)):
+        return entry[1]
+    store = _derive(parent, result_storage, serializer, cache_result_in_memory, lock_manager)
+    with _derived_lock:
+        if len(_recent_stores) >= _RECENT_STORES_MAX:
+            _recent_stores.clear()
+        _recent_stores[fast_key] = (asked, store)
+    return store
+
+
+_RECENT_STORES_MAX = 256
+_recent_stores: dict[tuple[Any, ...], tuple[tuple[Any, ...], ResultStore]] = {}
+
+
+def _derive(
+    parent: ResultStore | None,
+    result_storage: Any,
+    serializer: Serializer | str | None,
+    cache_result_in_memory: bool,
+    lock_manager: LockManager | None,
+) -> ResultStore:
     if result_storage is not None:
         database = resolve_result_storage(result_storage)
     elif parent is not None:
