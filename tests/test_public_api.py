@@ -43,6 +43,8 @@ LAYERS: list[set[str]] = [
     {"futures"},
     {"task_runners"},
     {"cache_policies", "tasks", "flows"},
+    # Adapters and the command line, on top of everything.
+    {"prefect"},
     {"cli"},
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}
