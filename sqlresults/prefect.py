@@ -47,7 +47,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from sqlresults import queries
 from sqlresults.database import Database, resolve_database
-from sqlresults.errors import RecordNotFoundError, SerializationError
+from sqlresults.errors import ConfigurationError, RecordNotFoundError, SerializationError
 from sqlresults.integrity import damaged_record_error, verify_record
 from sqlresults.leases import Lease
 from sqlresults.locking import SQLLockManager as _SQLLockManager
@@ -326,7 +326,7 @@ class SQLResultStorage(WritableFileSystem):
         namespace: The namespace of the records; None for ``SQLRESULTS_NAMESPACE``.
 
     Raises:
-        ConfigurationError: The URL names no database sqlresults can use.
+        ConfigurationError: The URL names no database sqlresults can use, or an in-memory one.
         InvalidArgumentError: The namespace is not valid.
     """
 
@@ -347,6 +347,9 @@ class SQLResultStorage(WritableFileSystem):
     )
 
     _provisional_id: uuid.UUID | None = PrivateAttr(default=None)
+    _resolved: tuple[tuple[str | None, str | None], Database, str] | None = PrivateAttr(
+        default=None
+    )
 
     if TYPE_CHECKING:
         # Prefect's Block declares it (a private attribute); said again for type checkers
@@ -512,11 +515,24 @@ class SQLResultStorage(WritableFileSystem):
     # -- the stores underneath -------------------------------------------------------------
 
     def _target(self) -> tuple[Database, str]:
+        """The database and namespace of the records, resolved once per configuration (the
+        defaults are read when the block is made, like a ``ResultStore``'s)."""
         url = None if self.url is None else self.url.get_secret_value()
+        configuration = (url, self.namespace)
+        resolved = self._resolved
+        if resolved is not None and resolved[0] == configuration:
+            return resolved[1], resolved[2]
         database = resolve_database(url)
+        if database.dialect.is_memory:
+            raise ConfigurationError(
+                "SQLResultStorage needs a database that outlives one connection: an in-memory "
+                "SQLite database would be a new, empty one at every use. Give a file "
+                "(sqlite:///path/to/results.db) or a PostgreSQL URL."
+            )
         namespace = check_namespace(
             self.namespace if self.namespace is not None else get_settings().namespace
         )
+        self._resolved = (configuration, database, namespace)
         return database, namespace
 
     def _stores(self) -> _Stores:

@@ -159,11 +159,14 @@ class TestStorageBlock:
         assert one._block_document_id == two._block_document_id
 
     def test_bad_url_or_namespace_is_refused_at_construction(self) -> None:
-        """A URL sqlresults cannot use, or an invalid namespace, raises when the block is made."""
+        """A URL sqlresults cannot use (or an in-memory database, new at every use), or an
+        invalid namespace, raises when the block is made."""
         with pytest.raises(ConfigurationError):
             SQLResultStorage(url="mysql://user@host/db")
         with pytest.raises(InvalidArgumentError):
             SQLResultStorage(url="sqlite:///results.db", namespace="")
+        with pytest.raises(ConfigurationError, match="in-memory"):
+            SQLResultStorage(url="sqlite://")
 
     def test_pickles_and_copies(self, storage: SQLResultStorage) -> None:
         """A pickled or copied block is equal to the original and reads what it wrote."""
