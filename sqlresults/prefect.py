@@ -61,9 +61,9 @@ __all__ = ["PrefectBlobSerializer", "SQLLockManager", "SQLResultStorage"]
 
 _logger = logging.getLogger("sqlresults.prefect")
 
-# Provisional block document ids are uuid5s in this namespace (itself uuid5(NAMESPACE_URL,
-# "https://sqlresults/prefect/SQLResultStorage")), so they are the same in every process.
-_PROVISIONAL_ID_NAMESPACE = uuid.UUID("5e1c4b0e-8f7a-5c2d-9b3e-2a6f1d0c7e41")
+# Provisional block document ids are uuid5s in this namespace, so they are the same in every
+# process (and every release: changing it would change every unsaved block's id).
+_PROVISIONAL_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "sqlresults:prefect:SQLResultStorage")
 
 
 # -- the holder Prefect checked ----------------------------------------------------------------
@@ -190,11 +190,8 @@ class SQLLockManager(_SQLLockManager):
         if hold_timeout is not None:
             _RENEWALS.stop(lease_key)  # a plain lease from now on
             return
-        _RENEWALS.start(lease_key, lambda: Lease(self, key, holder, self._renewal, _logger))
-
-    @property
-    def _renewal(self) -> float:
-        return self.default_hold_timeout
+        lease = self.default_hold_timeout
+        _RENEWALS.start(lease_key, lambda: Lease(self, key, holder, lease, _logger))
 
     def _lease_key(self, key: str, holder: str) -> tuple[str, str, str, str]:
         return (self.database.identity, self.namespace, key, holder)
