@@ -22,8 +22,11 @@ server; that start-up is outside every timing):
   keys each round);
 - **race**: 3 processes meet at a barrier, then each runs the flow over the same ``--race-keys``
   keys, in different orders, each computation taking 50 ms: wall time from the barrier to the
-  last process's end, how many times keys were computed (a correct SERIALIZABLE run computes
-  each key once) and how many task runs failed.
+  last process's last task, how many times keys were computed (a correct SERIALIZABLE run
+  computes each key once) and how many task runs failed;
+- **stampede**: the same, but every process takes the keys in the same order and computing
+  takes no time, so the processes collide on every key at once (where lock files show their
+  races: a reader can find a lock file created but not yet written).
 
 Contenders take turns within each round. The script exits non-zero only when a process fails
 to run; a contender that computes a key twice or fails a task run is reported, not fatal.
@@ -47,7 +50,8 @@ from typing import Any
 
 PROCESS_TIMEOUT = 900.0
 RACE_PROCESSES = 3
-RACE_WORK_SECONDS = 0.05
+# The races: (each process's key order differs, seconds of work per computation).
+RACES = {"race": (True, 0.05), "stampede": (False, 0.0)}
 
 
 # -- worker side (a Prefect process) -------------------------------------------------------
@@ -74,9 +78,10 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     policy = INPUTS.configure(isolation_level="SERIALIZABLE", lock_manager=lock_manager)
 
     @task(cache_policy=policy, persist_result=True)
-    def step(key: str, work: float) -> dict[str, Any]:
-        if work:
+    def step(key: str, work: float, count: bool) -> dict[str, Any]:
+        if count:
             (marks / f"{key}-{os.getpid()}-{uuid.uuid4().hex}").touch()
+        if work:
             time.sleep(work)
         return {"key": key, "pid": os.getpid()}
 
@@ -87,11 +92,13 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
         # Timed inside the flow: a flow run's own start and end (about a second, the same for
         # every contender) would drown the tasks' cost.
         started = time.time()
-        states = [step(key, work, return_state=True) for key in keys]
+        count = barrier is not None  # races count computations; cold/warm runs do not
+        states = [step(key, work, count, return_state=True) for key in keys]
         return {
             "started": started,
             "ended": time.time(),
             "names": [state.name for state in states],
+            "errors": [str(state.message) for state in states if state.is_failed()],
         }
 
     if config["mode"] == "cold-warm":
@@ -104,11 +111,12 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
                 out[phase].append((result["ended"] - result["started"]) / len(round_keys))
         return out
 
-    result = run(config["keys"], RACE_WORK_SECONDS, config["barrier"])
+    result = run(config["keys"], config["work"], config["barrier"])
     return {
         "started": result["started"],
         "ended": result["ended"],
         "failed": result["names"].count("Failed"),
+        "errors": result["errors"],
     }
 
 
@@ -137,7 +145,7 @@ class Bench:
         if args.postgres_url:
             self.contenders.append("sqlresults-pg")
 
-    def env(self, home: Path, contender: str) -> dict[str, str]:
+    def env(self, home: Path, storage: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(
             PREFECT_HOME=str(home),
@@ -145,14 +153,14 @@ class Bench:
             DO_NOT_TRACK="1",
             PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
             PREFECT_LOGGING_LEVEL="WARNING",
-            PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(self.tmp / f"{contender}-storage"),
+            PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(storage),
         )
         return env
 
     def migrate_home(self) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
-            env=self.env(self.home, "prefect"),
+            env=self.env(self.home, self.tmp / "migration-storage"),
             capture_output=True,
             text=True,
             timeout=PROCESS_TIMEOUT,
@@ -162,7 +170,9 @@ class Bench:
             raise RuntimeError(f"prefect server database upgrade failed:\n{done.stderr}")
 
     def config(self, contender: str, label: str) -> dict[str, Any]:
-        """A fresh storage (and namespace) of ``contender`` for one measurement."""
+        """A fresh storage of ``contender`` for one measurement: a new SQLite file or
+        PostgreSQL namespace, new lock and local-storage directories (so that no round finds
+        another round's results)."""
         namespace = f"bench-{uuid.uuid4().hex[:12]}"
         url = (
             self.args.postgres_url
@@ -176,6 +186,7 @@ class Bench:
             "url": url,
             "namespace": namespace,
             "locks": str(self.tmp / f"{label}-locks"),
+            "storage": str(self.tmp / f"{label}-storage"),
             "marks": str(marks),
             "barrier": str(self.tmp / f"{label}-barrier"),
         }
@@ -186,7 +197,7 @@ class Bench:
         log = home / "worker.log"
         process = subprocess.Popen(
             [sys.executable, __file__, "--worker", json.dumps(config)],
-            env=self.env(home, contender),
+            env=self.env(home, Path(config["storage"])),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log.open("w"),
@@ -214,22 +225,26 @@ class Bench:
             "warm_ms": statistics.median(result["warm"]) * 1000,
         }
 
-    def race(self, contender: str, round_number: int) -> dict[str, Any]:
-        label = f"{contender}-race-{round_number}"
-        config = self.config(contender, label)
-        config["mode"] = "race"
-        keys = [f"race-{i}" for i in range(self.args.race_keys)]
+    def race(self, contender: str, variant: str, round_number: int) -> dict[str, Any]:
+        shuffled, work = RACES[variant]
+        label = f"{contender}-{variant}-{round_number}"
+        config = {**self.config(contender, label), "mode": "race", "work": work}
+        keys = [f"{variant}-{i}" for i in range(self.args.race_keys)]
         processes = []
         for worker in range(RACE_PROCESSES):
             order = list(keys)
-            random.Random(f"{round_number}-{worker}").shuffle(order)
+            if shuffled:
+                random.Random(f"{round_number}-{worker}").shuffle(order)
             processes.append(self.start(contender, {**config, "keys": order}))
         results = [self.finish(*process) for process in processes]
         computed = len(list(Path(config["marks"]).iterdir()))
+        if not computed:
+            raise RuntimeError(f"{contender}: the race computed nothing (a stale storage?)")
         return {
             "wall_s": max(r["ended"] for r in results) - min(r["started"] for r in results),
             "computed": computed,
             "failed": sum(r["failed"] for r in results),
+            "errors": [error for r in results for error in r["errors"]],
         }
 
     def run(self) -> dict[str, Any]:
@@ -240,51 +255,65 @@ class Bench:
             database = Database(self.args.postgres_url, auto_migrate=True)
             database.ensure_schema()
             database.close()
-        figures: dict[str, Any] = {name: {"races": []} for name in self.contenders}
+        figures: dict[str, Any] = {name: {} for name in self.contenders}
         for name in self.contenders:
             figures[name].update(self.cold_warm(name))
-        for round_number in range(self.args.race_rounds):
-            order = (
-                self.contenders[round_number % len(self.contenders) :]
-                + self.contenders[: round_number % len(self.contenders)]
-            )
-            for name in order:
-                figures[name]["races"].append(self.race(name, round_number))
-        for name in self.contenders:
-            races = figures[name]["races"]
-            figures[name]["race_wall_s"] = statistics.median(r["wall_s"] for r in races)
-            figures[name]["race_computed"] = max(r["computed"] for r in races)
-            figures[name]["race_failed"] = sum(r["failed"] for r in races)
+        for variant in RACES:
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in self.contenders}
+            for round_number in range(self.args.race_rounds):
+                turn = round_number % len(self.contenders)
+                for name in self.contenders[turn:] + self.contenders[:turn]:
+                    runs[name].append(self.race(name, variant, round_number))
+            for name, races in runs.items():
+                figures[name][variant] = {
+                    "wall_s": statistics.median(r["wall_s"] for r in races),
+                    "computed": max(r["computed"] for r in races),
+                    "failed": sum(r["failed"] for r in races),
+                    "errors": sorted({e for r in races for e in r["errors"]}),
+                    "rounds": races,
+                }
         return figures
 
 
 def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     base = figures["prefect"]
     print(
-        f"\nPrefect 3.9.1 flow, SERIALIZABLE INPUTS tasks: cold/warm over {args.tasks} tasks "
-        f"(median of {args.rounds} rounds); race: {RACE_PROCESSES} processes x "
-        f"{args.race_keys} keys, {RACE_WORK_SECONDS * 1000:.0f} ms of work per key "
-        f"(median of {args.race_rounds})."
+        f"\nPrefect 3.9.1 flow, SERIALIZABLE INPUTS tasks. cold/warm: {args.tasks} tasks in one "
+        f"process (median of {args.rounds} rounds). race: {RACE_PROCESSES} processes x "
+        f"{args.race_keys} keys in different orders, {RACES['race'][1] * 1000:.0f} ms of work "
+        f"per key; stampede: the same keys in the same order, no work (median of "
+        f"{args.race_rounds} rounds; computed = most computations of the {args.race_keys} keys "
+        "in a round, failed = failed task runs in all rounds)."
     )
     header = (
-        f"{'contender':<14} {'cold ms/task':>13} {'warm ms/task':>13} {'race wall s':>12} "
-        f"{'computed':>9} {'failed':>7}"
+        f"{'contender':<14} {'cold ms/task':>12} {'warm ms/task':>12} "
+        f"{'race s':>7} {'computed':>8} {'failed':>6} {'stampede s':>10} {'computed':>8} "
+        f"{'failed':>6}"
     )
     print(header)
     print("-" * len(header))
     for name, f in figures.items():
+        race, stampede = f["race"], f["stampede"]
         print(
-            f"{name:<14} {f['cold_ms']:>13.2f} {f['warm_ms']:>13.2f} {f['race_wall_s']:>12.2f} "
-            f"{f['race_computed']:>5}/{args.race_keys:<3} {f['race_failed']:>7}"
+            f"{name:<14} {f['cold_ms']:>12.2f} {f['warm_ms']:>12.2f} {race['wall_s']:>7.2f} "
+            f"{race['computed']:>8} {race['failed']:>6} {stampede['wall_s']:>10.2f} "
+            f"{stampede['computed']:>8} {stampede['failed']:>6}"
         )
+    for name, f in figures.items():
+        for variant in RACES:
+            for error in f[variant]["errors"]:
+                print(f"{name}, {variant}: a task run failed: {error}")
     for name, f in figures.items():
         if name == "prefect":
             continue
-        print(
-            f"{name} vs prefect: cold {base['cold_ms'] / f['cold_ms']:.2f}x, warm "
-            f"{base['warm_ms'] / f['warm_ms']:.2f}x, "
-            f"race {base['race_wall_s'] / f['race_wall_s']:.2f}x (>1: sqlresults faster)"
+        ratios = ", ".join(
+            [
+                f"cold {base['cold_ms'] / f['cold_ms']:.2f}x",
+                f"warm {base['warm_ms'] / f['warm_ms']:.2f}x",
+                *(f"{v} {base[v]['wall_s'] / f[v]['wall_s']:.2f}x" for v in RACES),
+            ]
         )
+        print(f"{name} vs prefect: {ratios} (>1: sqlresults faster)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
