@@ -158,7 +158,8 @@ class Database:
                 )
             )
             self.dialect = Dialect(self._url)
-        self._identity = self._url.set(password=None).render_as_string(hide_password=False)
+        # URL.set() ignores None ("leave unchanged"): the password is dropped by rebuilding.
+        self._identity = self._url._replace(password=None).render_as_string(hide_password=False)
         if auto_migrate is None:
             auto_migrate = settings.auto_migrate
         if auto_migrate is None:

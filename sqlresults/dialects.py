@@ -66,6 +66,18 @@ class Dialect:
                 f"sqlresults supports SQLite and PostgreSQL URLs, not {self.name!r}. "
                 "Use sqlite:///path/to/results.db or postgresql+psycopg://user@host/db."
             )
+        # An asyncio driver (asyncpg, psycopg_async, aiosqlite: Prefect installs two of them)
+        # would be accepted here and fail at the first statement with a greenlet error.
+        try:
+            is_async = bool(url.get_dialect().is_async)
+        except Exception:  # a driver that does not load fails when the engine is made
+            is_async = False
+        if is_async:
+            raise ConfigurationError(
+                f"sqlresults needs a synchronous database driver, and {url.drivername!r} is "
+                "an asyncio one. Use sqlite:///path/to/results.db or "
+                "postgresql+psycopg://user@host/db."
+            )
 
     # -- identity --------------------------------------------------------------------------
 

@@ -525,6 +525,8 @@ class ResultStore:
         # while that lock is still the holder's (a lease that ran out and was re-taken, or
         # swept, must not let a stale holder overwrite newer work).
         fence = self._held_fence(key, holder) if locks_in_database else None
+        # Unique, not secret: the random module is reseeded in forked children.
+        version = random.getrandbits(63)
         params = {
             "ns": self.namespace,
             "key": key,
@@ -537,8 +539,7 @@ class ResultStore:
             "size": len(payload),
             "expires": expires,
             "provenance": provenance,
-            # Unique, not secret: the random module is reseeded in forked children.
-            "version": random.getrandbits(63),
+            "version": version,
             "holder": holder,
             "fence": fence,
         }
@@ -549,7 +550,7 @@ class ResultStore:
             raise self._refusal(key, holder, fence)
         if release_lock:
             self.lock_manager.release_lock(key, holder)
-        return int(params["version"])
+        return version
 
     def _release_and_write(self, key: str, holder: str, params: dict[str, Any]) -> int:
         """Release ``holder``'s lock and write the record in one database transaction; return
@@ -979,6 +980,34 @@ def derive_result_store(
     Raises:
         ConfigurationError: The storage or serializer cannot be used.
     """
+    settings = get_settings()
+    # A task calls this on every run: answer repeated questions without resolving the
+    # storage, the serializer and the default URL again. The entry keeps the objects it was
+    # asked about, so an id reused after one is collected cannot match.
+    asked = (parent, result_storage, serializer, lock_manager, settings)
+    fast_key = (*map(id, asked), cache_result_in_memory)
+    entry = _recent_stores.get(fast_key)
+    if entry is not None and all(a is b for a, b in zip(entry[0], asked, strict=True)):
+        return entry[1]
+    store = _derive(parent, result_storage, serializer, cache_result_in_memory, lock_manager)
+    with _derived_lock:
+        if len(_recent_stores) >= _RECENT_STORES_MAX:
+            _recent_stores.clear()
+        _recent_stores[fast_key] = (asked, store)
+    return store
+
+
+_RECENT_STORES_MAX = 256
+_recent_stores: dict[tuple[Any, ...], tuple[tuple[Any, ...], ResultStore]] = {}
+
+
+def _derive(
+    parent: ResultStore | None,
+    result_storage: Any,
+    serializer: Serializer | str | None,
+    cache_result_in_memory: bool,
+    lock_manager: LockManager | None,
+) -> ResultStore:
     if result_storage is not None:
         database = resolve_result_storage(result_storage)
     elif parent is not None:

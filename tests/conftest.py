@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -53,6 +54,17 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+# Prefect (the tests of sqlresults.prefect import it, and run its flows in subprocesses) must
+# neither read nor write the user's ~/.prefect, follow a PREFECT_API_URL of the shell that runs
+# the tests, nor call home. Set before any test module imports it.
+for _name in [name for name in os.environ if name.startswith("PREFECT_")]:
+    del os.environ[_name]
+os.environ["PREFECT_HOME"] = str(
+    Path(tempfile.gettempdir()) / f"sqlresults-tests-prefect-{os.getuid()}"
+)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
 
 BACKENDS = ["sqlite", "postgresql"]
 T = TypeVar("T")

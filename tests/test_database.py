@@ -126,6 +126,14 @@ class TestURLs:
         with pytest.raises(TypeError):
             resolve_database(42)
 
+    def test_identity_leaves_the_password_out(self) -> None:
+        """Two URLs of one database that differ only in the password have one identity, which
+        holds neither password: it keys per-database state, never credentials."""
+        one = Database("postgresql+psycopg://ci:first-secret@db.internal/results")
+        two = Database("postgresql+psycopg://ci:second-secret@db.internal/results")
+        assert one.identity == two.identity == "postgresql+psycopg://ci@db.internal/results"
+        assert one.is_same_database(two)
+
 
 class TestPickling:
     """Databases cross process boundaries as their URL and options (issue: "stores can't

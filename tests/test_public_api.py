@@ -50,6 +50,8 @@ LAYERS: list[set[str]] = [
     # dask_runner imports task_runners; task_runners loads it lazily (a module __getattr__).
     {"task_runners", "dask_runner"},
     {"cache_policies", "tasks", "flows"},
+    # Adapters and the command line, on top of everything.
+    {"prefect"},
     {"cli"},
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}

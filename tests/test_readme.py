@@ -61,7 +61,7 @@ class TestCachingSection:
         served from pipeline.db, and the last call's first run is Completed, its second
         Cached."""
         blocks = _python_blocks()
-        assert len(blocks) == 3
+        assert len(blocks) == 5
         namespace: dict[str, Any] = {}
         exec(compile(blocks[1], str(README), "exec"), namespace)  # our own README, not input
         assert Path("pipeline.db").is_file()
@@ -119,3 +119,33 @@ class TestScalingOutSection:
         assert Path("features.db").is_file()
         state = backfill(days, return_state=True)
         assert state.result() == [day.encode() * 1000 for day in days]
+
+
+class TestPrefectSection:
+    def test_example_and_migration_snippet_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The "Using sqlresults from Prefect" example builds its task and flow as written
+        (Prefect accepts the unsaved storage, the policy takes the lock manager) on a SQLite
+        file instead of the PostgreSQL URL; the flow is not run (real flows are
+        test_prefect_flows.py). The migration snippet then moves a Prefect local storage found
+        under the home directory into that file, keys and values intact."""
+        from prefect.filesystems import LocalFileSystem
+        from prefect.results import ResultStore as PrefectResultStore
+
+        from sqlresults.prefect import SQLLockManager, SQLResultStorage
+        from sqlresults.results import ResultStore
+
+        url = f"sqlite:///{tmp_path / 'results.db'}"
+        example, snippet = _python_blocks()[3:5]
+        example = example.replace('"postgresql+psycopg://ci@db/results"', repr(url))
+        namespace: dict[str, Any] = {}
+        exec(compile(example, str(README), "exec"), namespace)  # our own README, not input
+        assert isinstance(namespace["pipeline"].result_storage, SQLResultStorage)
+        assert isinstance(namespace["expensive"].cache_policy.lock_manager, SQLLockManager)
+
+        monkeypatch.setenv("HOME", str(tmp_path))
+        prefect_storage = LocalFileSystem(basepath=str(tmp_path / ".prefect" / "storage"))
+        PrefectResultStore(result_storage=prefect_storage).write({"rows": 42}, key="run/1")
+        exec(compile(snippet, str(README), "exec"), namespace)  # our own README, not input
+        assert ResultStore(result_storage=url).read("run/1").result == {"rows": 42}

@@ -1379,11 +1379,18 @@ class TestBadInput:
 
 class TestStorageConfiguration:
     @pytest.mark.parametrize(
-        "url", ["postgresql+asyncpg://user@host/db", "mysql://user@host/db", "oracle://h/db"]
+        "url",
+        [
+            "postgresql+asyncpg://user@host/db",
+            "sqlite+aiosqlite:///results.db",
+            "postgresql+pg8000://user@host/db",
+            "mysql://user@host/db",
+            "oracle://h/db",
+        ],
     )
     def test_unusable_database_url(self, url: str) -> None:
-        """A URL for a driver that is not installed, or a database sqlresults does not support,
-        raises ConfigurationError."""
+        """A URL for an asyncio driver (installed or not), a driver that is not installed, or a
+        database sqlresults does not support, raises ConfigurationError."""
         with pytest.raises(ConfigurationError):
             ResultStore(result_storage=url)
 
