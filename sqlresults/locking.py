@@ -285,6 +285,21 @@ class SQLLockManager:
         if not released:
             self._raise_if_held_by_other(key, holder)
 
+    async def _arelease_lock(self, key: str, holder: str) -> None:
+        """Async form of :meth:`release_lock` (for async transactions): awaited on
+        PostgreSQL, in a worker thread on SQLite."""
+        aio = async_database(self.database)
+        if aio is None:
+            await asyncio.to_thread(self.release_lock, key, holder)
+            return
+        params = self._params(key, holder)
+        released = await aio.fetchone(queries.lock_release, params) is not None
+        _FENCES.forget(self._scope, key, holder)
+        if not released:
+            row = await aio.fetchone(queries.lock_state, {"ns": self.namespace, "key": key})
+            if row is not None and row[0] != holder:
+                raise LockNotHeldError(key, holder)
+
     def renew_lock(self, key: str, holder: str, hold_timeout: float | None = None) -> bool:
         """Extend ``holder``'s lease on ``key`` to ``hold_timeout`` seconds from now.
 

@@ -659,15 +659,21 @@ class ResultStore:
         return manager.held_fence(key, holder) if isinstance(manager, SQLLockManager) else None
 
     async def apersist_result_record(
-        self, result_record: ResultRecord[Any], holder: str | None = None
+        self,
+        result_record: ResultRecord[Any],
+        holder: str | None = None,
+        *,
+        release_lock: bool = False,
     ) -> None:
-        """Async form of :meth:`persist_result_record` (without ``release_lock``): awaited on
-        PostgreSQL, in a worker thread on SQLite."""
+        """Async form of :meth:`persist_result_record`: awaited on PostgreSQL (a payload over
+        ``OFFLOAD_BYTES`` is sealed in a worker thread), in a worker thread on SQLite."""
         holder = holder or self.generate_default_holder()
         if not self._has_async_path:
-            await asyncio.to_thread(self.persist_result_record, result_record, holder)
+            await asyncio.to_thread(
+                self.persist_result_record, result_record, holder, release_lock=release_lock
+            )
             return
-        await async_results.apersist(self, result_record, holder)
+        await async_results.apersist(self, result_record, holder, release_lock=release_lock)
 
     def _spec_json(self, serializer: Serializer) -> str:
         # Serializers are frozen, so the spec of the one used last can be reused as is.
@@ -854,6 +860,16 @@ class ResultStore:
             acquire_timeout=timeout,
             hold_timeout=hold_timeout,
         )
+
+    async def _arelease_lock(self, key: str, holder: str | None = None) -> None:
+        """Async form of :meth:`release_lock` (for async transactions): awaited on PostgreSQL,
+        in a worker thread elsewhere."""
+        holder = holder or self.generate_default_holder()
+        manager = self.lock_manager
+        if isinstance(manager, SQLLockManager):
+            await manager._arelease_lock(key, holder)
+        else:
+            await asyncio.to_thread(manager.release_lock, key, holder)
 
     def release_lock(self, key: str, holder: str | None = None) -> None:
         """Release ``holder``'s lock on ``key``; a key nobody holds is a no-op.
