@@ -31,6 +31,7 @@ their worker threads.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import weakref
@@ -341,6 +342,7 @@ class _Pool:
 
     def __init__(self, size: int) -> None:
         self._size = size
+        self._pid = os.getpid()
         self._open = 0
         self._idle: list[tuple[Any, int, float]] = []  # (connection, generation, idle since)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -408,6 +410,8 @@ class _Pool:
 
     def close_idle(self) -> None:
         """Close the idle connections (the loop is gone; checked-out ones went with it)."""
+        if os.getpid() != self._pid:
+            return  # a forked child: they are the parent's sessions (see the module docstring)
         idle, self._idle = self._idle, []
         for connection, _, _ in idle:
             self._close(connection)

@@ -13,7 +13,7 @@ Between checks a waiter sleeps until, whichever comes first:
   :mod:`sqlresults.async_wakeups` LISTENs for every waiter of the loop on one connection);
 - the holder's lease ends (the check reads how long it has left): expiry announces nothing;
 - the fallback poll, :data:`FALLBACK_POLL` seconds, for what no announcement covers (a lock row
-  deleted by ``sqlresults locks`` or a sweep, a LISTEN connection that dropped meanwhile);
+  deleted by hand in SQL, an announcement lost with a LISTEN connection that dropped);
 - the wait's own timeout.
 
 While nothing listens (the server cannot be reached, or refuses LISTEN), the waiter polls with

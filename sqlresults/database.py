@@ -8,7 +8,8 @@ never touches the parent's connections: they are set aside unclosed (closing the
 the parent's session) and the child opens its own. A SQLite file deleted or replaced while open is
 noticed after the next write (one ``os.stat``; reads check every 50 ms at most): that thread's
 connection is dropped and the operation raises rather than acknowledge a write the file at the
-path will never hold.
+path will never hold. Coroutines on PostgreSQL use connections of their own, on psycopg's asyncio
+driver (:mod:`sqlresults.async_database`); on SQLite they run these methods in worker threads.
 
 Errors. Driver and SQLAlchemy exceptions are translated into :mod:`sqlresults.errors` here and
 nowhere else. "Busy" errors (SQLite's write lock, PostgreSQL serialization failures and

@@ -387,8 +387,9 @@ class ResultStore:
         """Async form of :meth:`read`; waiting for a lock does not block the event loop.
 
         On PostgreSQL it holds no thread (:mod:`sqlresults.async_results`); a payload over
-        ``OFFLOAD_BYTES`` is checked and deserialized in a worker thread, so the loop is not
-        stalled by it. On SQLite (no asyncio driver) :meth:`read` runs in a worker thread.
+        :data:`~sqlresults.async_results.OFFLOAD_BYTES` is checked and deserialized in a
+        worker thread, so the loop is not stalled by it. On SQLite (no asyncio driver)
+        :meth:`read` runs in a worker thread.
         """
         holder = holder or self.generate_default_holder()
         if self._has_async_path:
@@ -479,7 +480,8 @@ class ResultStore:
         provenance: Provenance | None = None,
     ) -> None:
         """Async form of :meth:`write`: awaited on PostgreSQL (a payload over
-        ``OFFLOAD_BYTES`` is sealed in a worker thread), in a worker thread on SQLite."""
+        :data:`~sqlresults.async_results.OFFLOAD_BYTES` is sealed in a worker thread), in a
+        worker thread on SQLite."""
         holder = holder or self.generate_default_holder()
         if not self._has_async_path:
             await asyncio.to_thread(self.write, obj, key, expiration, holder, provenance=provenance)
@@ -666,7 +668,8 @@ class ResultStore:
         release_lock: bool = False,
     ) -> None:
         """Async form of :meth:`persist_result_record`: awaited on PostgreSQL (a payload over
-        ``OFFLOAD_BYTES`` is sealed in a worker thread), in a worker thread on SQLite."""
+        :data:`~sqlresults.async_results.OFFLOAD_BYTES` is sealed in a worker thread), in a
+        worker thread on SQLite."""
         holder = holder or self.generate_default_holder()
         if not self._has_async_path:
             await asyncio.to_thread(
