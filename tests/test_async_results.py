@@ -22,9 +22,11 @@ from sqlresults.errors import (
     LockTimeoutError,
     RecordNotFoundError,
 )
+from sqlresults.locking import IsolationLevel
 from sqlresults.records import ResultRecord
 from sqlresults.results import ResultStore
 from sqlresults.schema import records
+from sqlresults.transactions import atransaction
 
 
 def tamper(database: Database, namespace: str, key: str) -> None:
@@ -199,6 +201,39 @@ class TestNoThreadPerCall:
 
         assert run_async(scenario) == list(range(200))
         assert peak[0] == 0, "threads were started during the reads"
+
+    def test_serializable_async_transactions_use_no_worker_thread(
+        self, postgres_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """20 concurrent SERIALIZABLE atransactions on one key (lock, read, write and release
+        in one database transaction) compute the value once, with asyncio.to_thread and the
+        loop's executor made to fail. (Before: the write and the release ran in to_thread.)"""
+        store = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
+
+        def no_thread(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a worker thread was used")
+
+        monkeypatch.setattr(asyncio, "to_thread", no_thread)
+        monkeypatch.setattr(asyncio.BaseEventLoop, "run_in_executor", no_thread)
+        computed: list[int] = []
+
+        async def compute_once(i: int) -> Any:
+            async with atransaction("k", store, isolation_level=IsolationLevel.SERIALIZABLE) as txn:
+                record = await txn.read() if txn.is_committed() else None
+                if record is not None:
+                    return record.result
+                computed.append(i)
+                await asyncio.sleep(0.01)
+                txn.stage(f"value {i}")
+            return f"value {i}"
+
+        async def scenario() -> list[Any]:
+            return list(await asyncio.gather(*(compute_once(i) for i in range(20))))
+
+        results = run_async(scenario)
+        assert len(computed) == 1
+        assert results == [f"value {computed[0]}"] * 20
+        assert not store.is_locked("k")
 
     def test_a_foreign_lock_manager_keeps_worker_threads(
         self, postgres_url: str, namespace: str
