@@ -133,8 +133,7 @@ class AsyncDatabase:
             weakref.WeakKeyDictionary()
         )
         self._pools_lock = threading.Lock()
-        #: Per event loop state of other asyncio modules (sqlresults.async_wakeups).
-        self.loop_state: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._loop_state: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
         self._generation = 0
@@ -322,6 +321,18 @@ class AsyncDatabase:
                     # Close the idle connections when the loop is gone (asyncio.run() ends).
                     weakref.finalize(loop, pool.close_idle)
         return pool
+
+    def loop_state(self, make: Callable[[], T]) -> T:
+        """The running event loop's state of another asyncio module (its LISTEN connection,
+        see :mod:`sqlresults.async_wakeups`), made by ``make()`` on first use; it goes with
+        the loop. One module may use this."""
+        loop = asyncio.get_running_loop()
+        with self._pools_lock:
+            state = self._loop_state.get(loop)
+            if state is None:
+                state = self._loop_state[loop] = make()
+        result: T = state
+        return result
 
     def discard(self) -> None:
         """Retire every pooled connection, of every event loop: each is closed when its loop

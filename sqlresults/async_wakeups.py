@@ -43,10 +43,7 @@ async def wakeups(aio: AsyncDatabase, payload: str) -> AsyncIterator[Wakeup]:
     Yields:
         A :class:`Wakeup`, whose ``pause(seconds)`` ends early at the announcement.
     """
-    loop = asyncio.get_running_loop()
-    listener: _Listener | None = aio.loop_state.get(loop)
-    if listener is None:
-        listener = aio.loop_state[loop] = _Listener(aio)
+    listener = aio.loop_state(lambda: _Listener(aio))
     wakeup = Wakeup(listener)
     listener.subscribe(payload, wakeup.event)
     try:
