@@ -16,8 +16,9 @@ lock holder and the checksum), in one of three ways:
 - **to_thread(read)**: what ``aread`` did before the asyncio path, on both databases: 200
   coroutines ``await asyncio.to_thread(store.read, key)`` (the default executor: at most
   min(32, cores + 4) threads);
-- **200 threads**: 200 ``threading.Thread``s started together, each calling ``store.read``
-  once (thread start-up included: that is what a thread per waiting call costs).
+- **200 threads**: 200 ``threading.Thread``s, each calling ``store.read`` once after all 200
+  have started (a barrier; thread start-up included: that is what a thread per waiting call
+  costs).
 
 Each way runs in a fresh process of its own (so its thread count and peak RSS are its own):
 one batch to warm up (connections, the schema check, statement preparation), then 5 measured
@@ -125,8 +126,11 @@ def _child(way: str, url: str, namespace: str) -> dict[str, float]:
 
     def batch_threads() -> None:
         results: list[Any] = [None] * READS
+        # All 200 are alive at once, as 200 waiting calls would be, before any reads.
+        started = threading.Barrier(READS)
 
         def read(i: int) -> None:
+            started.wait()
             results[i] = store.read(keys[i], holder).result
 
         threads = [threading.Thread(target=read, args=(i,)) for i in range(READS)]
