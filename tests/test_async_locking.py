@@ -57,17 +57,22 @@ class TestWakeups:
         assert run_async(scenario) is True
         assert manager.is_lock_holder("k", "holder2") is (wait == "aacquire_lock")
 
-    def test_a_waiter_sees_a_lease_that_ran_out(self, postgres_url: str, namespace: str) -> None:
+    @pytest.mark.parametrize("wait", ["await_for_lock", "aacquire_lock"])
+    def test_a_waiter_sees_a_lease_that_ran_out(
+        self, wait: str, postgres_url: str, namespace: str
+    ) -> None:
         """Nobody announces an expiry: the waiter reads how long the holder's lease has left
         and checks again when it ends."""
         manager = SQLLockManager(Database(postgres_url), namespace=namespace)
         assert manager.acquire_lock("k", "holder1", hold_timeout=0.5)
 
         async def scenario() -> bool:
+            if wait == "await_for_lock":
+                return bool(await within_guard(manager.await_for_lock("k")))
             return bool(await within_guard(manager.aacquire_lock("k", "holder2")))
 
         assert run_async(scenario) is True
-        assert manager.is_lock_holder("k", "holder2")
+        assert manager.is_lock_holder("k", "holder2") is (wait == "aacquire_lock")
 
     def test_a_timeout_still_ends_the_wait(self, postgres_url: str, namespace: str) -> None:
         """The wait's own timeout bounds every pause: False once it runs out."""
