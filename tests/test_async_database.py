@@ -5,13 +5,16 @@ dropped sessions and cancelled statements, and nothing of it is pickled or used 
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import re
+import traceback
+import warnings
 from typing import Any
 
 import pytest
 from conftest import OwnSessions, run_async
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
@@ -159,3 +162,46 @@ def test_pickles_carry_no_asyncio_state(postgres_url: str, namespace: str) -> No
     assert run_async(lambda: store.aread("k")).result == "v"
     copy = pickle.loads(pickle.dumps(store))
     assert run_async(lambda: copy.aread("k")).result == "v"
+
+
+@pytest.mark.postgres
+def test_a_forked_child_makes_its_own_connections(
+    namespace: str, own_sessions: OwnSessions, tmp_path: Any
+) -> None:
+    """After fork() the child's async calls open connections of their own, and the parent's
+    pooled session survives (the child never closes it: that would end the parent's
+    session), so the parent's next call runs on the same server session."""
+    store = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
+    store.write("v", key="k")
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(store.aread("k")).result == "v"
+        before = own_sessions.pids()
+        errors = tmp_path / "child-error.txt"
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() in a multi-threaded process.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                assert asyncio.run(store.aread("k")).result == "v"
+                asyncio.run(store.awrite("from child", key="child"))
+            except BaseException:
+                errors.write_text(traceback.format_exc())
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, errors.read_text()
+        assert own_sessions.pids() >= before
+        query = "SELECT pg_backend_pid()"
+
+        async def backend_pid() -> int:
+            aio = async_database(store.result_storage)
+            assert aio is not None
+            return int((await aio.fetchone(lambda dialect, now: text(query), {}))[0])
+
+        assert loop.run_until_complete(backend_pid()) in before
+        assert loop.run_until_complete(store.aread("child")).result == "from child"
+    finally:
+        loop.close()
