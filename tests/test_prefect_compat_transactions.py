@@ -15,8 +15,10 @@ behaviours; each pair is ported once, as ``TestX``, and runs for both: the ``fla
 flavor; the sync flavor runs it in the test's thread with no event loop, exactly as plain sync
 code, and the async flavor with ``run_async`` (conftest.py; the suite has no async test plugin):
 on a fresh event loop in a helper thread, under a hang guard, so a lock wait that blocked the
-loop would fail the test instead of hanging it. Where the two halves differ (lock waits: a
-thread against a task of the same loop), they stay two tests.
+loop would fail the test instead of hanging it. A second party waiting for a lock is a thread
+for sync transactions and a task of the same loop for async ones, as in Prefect's halves.
+``TestWithResultStore`` runs again with Prefect's store and transactions as the client, in
+``test_prefect_compat_protocol_results.py``.
 
 Not ported, and why:
 
@@ -36,14 +38,12 @@ Not ported, and why:
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 from conftest import run_async
 from flavors import Flavor
-from threads import join, run_in_thread
 
 from sqlresults.records import ResultRecord
 from sqlresults.results import ResultStore
@@ -639,188 +639,109 @@ class TestDefaultTransactionStorage:
 
 
 class TestWithResultStore:
-    def test_basic_transaction(self, store: ResultStore) -> None:
-        """A committed transaction's record is what the store reads, under the key itself.
+    """A transaction writing through a store. ``test_prefect_compat_protocol_results.py`` runs
+    these again with Prefect's ``ResultStore`` and Prefect's transactions as the client (its
+    ``store`` and ``flavor`` fixtures), on ``SQLResultStorage`` and ``SQLLockManager``."""
+
+    def test_basic_transaction(self, store: Any, flavor: Flavor) -> None:
+        """A committed transaction's record is what the store reads (``aread``, for async),
+        under the key itself.
 
         Prefect: tests/test_transactions.py::TestWithResultStore::TestTransaction::
+        test_basic_transaction, ::TestWithResultStore::TestAsyncTransaction::
         test_basic_transaction
         """
-        with transaction(key="test_basic_transaction", store=store, write_on_commit=True) as txn:
-            assert isinstance(txn.store, ResultStore)
-            txn.stage({"foo": "bar"})
 
-        record_1 = txn.read()
+        async def scenario() -> tuple[Any, Any]:
+            async with flavor.open(
+                flavor.transaction(key="test_basic_transaction", store=store, write_on_commit=True)
+            ) as txn:
+                assert isinstance(txn.store, type(store))
+                txn.stage({"foo": "bar"})
+
+            return await flavor.done(txn.read()), await flavor.read(store, "test_basic_transaction")
+
+        record_1, record_2 = flavor.run(scenario)
         assert record_1
         assert record_1.result == {"foo": "bar"}
-
-        record_2 = store.read("test_basic_transaction")
         assert record_2
         assert record_2 == record_1
         assert record_2.metadata.storage_key == "test_basic_transaction"
 
-    def test_competing_read_transaction(self, store: ResultStore) -> None:
-        """A READ_COMMITTED reader of a key a SERIALIZABLE writer holds waits for the writer's
-        commit and reads its value. (Every store can be SERIALIZABLE: a difference from Prefect,
-        README "SERIALIZABLE"; Prefect's test configures a lock manager.)
+    def test_competing_read_transaction(self, store: Any, flavor: Flavor) -> None:
+        """A READ_COMMITTED reader of a key a SERIALIZABLE writer holds (in another thread, or
+        for async another task of the same loop, which the reader's wait must not block) waits
+        for the writer's commit and reads its value. (Every store can be SERIALIZABLE: a
+        difference from Prefect, README "SERIALIZABLE"; Prefect's test configures a lock
+        manager.)
 
         Prefect: tests/test_transactions.py::TestWithResultStore::TestTransaction::
+        test_competing_read_transaction, ::TestWithResultStore::TestAsyncTransaction::
         test_competing_read_transaction
         """
-        write_transaction_open = threading.Event()
+        write_transaction_open = flavor.event()
 
-        def writing_transaction() -> None:
+        async def writing_transaction() -> None:
             # isolation level is SERIALIZABLE, so a lock will be taken
-            with transaction(
-                key="test_competing_read_transaction",
-                store=store,
-                isolation_level=IsolationLevel.SERIALIZABLE,
-                write_on_commit=True,
+            async with flavor.open(
+                flavor.transaction(
+                    key="test_competing_read_transaction",
+                    store=store,
+                    isolation_level=flavor.isolation_level.SERIALIZABLE,
+                    write_on_commit=True,
+                )
             ) as txn:
                 write_transaction_open.set()
+                # commit only once the reader is (very likely) waiting for the lock
+                await flavor.sleep(0.1)
                 txn.stage({"foo": "bar"})
 
-        thread = run_in_thread(writing_transaction)
-        assert write_transaction_open.wait(timeout=60)
-        with transaction(key="test_competing_read_transaction", store=store) as txn:
-            read_result = txn.read()
+        async def scenario() -> Any:
+            writer = flavor.start(writing_transaction)
+            await flavor.wait(write_transaction_open)
+            async with flavor.open(
+                flavor.transaction(key="test_competing_read_transaction", store=store)
+            ) as txn:
+                read_result = await flavor.done(txn.read())
+            await flavor.finish(writer)
+            return read_result
 
+        read_result = flavor.run(scenario)
         assert read_result is not None
         assert read_result.result == {"foo": "bar"}
-        join(thread)
 
-    def test_competing_write_transaction(self, store: ResultStore) -> None:
-        """Of two SERIALIZABLE writers of one key, the second waits at begin, then finds the
-        first's record: its own staged value is ignored.
+    def test_competing_write_transaction(self, store: Any, flavor: Flavor) -> None:
+        """Of two SERIALIZABLE writers of one key (in two threads, or two tasks of one loop),
+        the second waits at begin, then finds the first's record: its own staged value is
+        ignored, and the key is free afterwards.
 
         Prefect: tests/test_transactions.py::TestWithResultStore::TestTransaction::
-        test_competing_write_transaction
+        test_competing_write_transaction, ::TestWithResultStore::TestAsyncTransaction::
+        test_competing_write_transaction_async
         """
-        transaction_1_open = threading.Event()
+        transaction_1_open = flavor.event()
 
-        def winning_transaction() -> None:
-            with transaction(
+        def serializable() -> Any:
+            return flavor.transaction(
                 key="test_competing_write_transaction",
                 store=store,
-                isolation_level=IsolationLevel.SERIALIZABLE,
+                isolation_level=flavor.isolation_level.SERIALIZABLE,
                 write_on_commit=True,
-            ) as txn:
+            )
+
+        async def winning_transaction() -> None:
+            async with flavor.open(serializable()) as txn:
                 transaction_1_open.set()
                 txn.stage({"foo": "bar"})
 
-        thread = run_in_thread(winning_transaction)
-        assert transaction_1_open.wait(timeout=60)
-        with transaction(
-            key="test_competing_write_transaction",
-            store=store,
-            isolation_level=IsolationLevel.SERIALIZABLE,
-            write_on_commit=True,
-        ) as txn:
-            txn.stage({"fizz": "buzz"})
-
-        join(thread)
-        record = store.read("test_competing_write_transaction")
-        assert record
-        # the first transaction wrote its result; the second one wrote nothing on exit
-        assert record.result == {"foo": "bar"}
-
-
-class TestAsyncWithResultStore:
-    def test_basic_transaction(self, store: ResultStore) -> None:
-        """A committed async transaction's record is what the store's aread returns, under
-        the key itself.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestAsyncTransaction::
-        test_basic_transaction
-        """
-
         async def scenario() -> None:
-            async with atransaction(
-                key="test_basic_transaction", store=store, write_on_commit=True
-            ) as txn:
-                assert isinstance(txn.store, ResultStore)
-                txn.stage({"foo": "bar"})
-
-            record_1 = await txn.read()
-            assert record_1
-            assert record_1.result == {"foo": "bar"}
-
-            record_2 = await store.aread("test_basic_transaction")
-            assert record_2
-            assert record_2 == record_1
-            assert record_2.metadata.storage_key == "test_basic_transaction"
-
-        run_async(scenario)
-
-    def test_competing_read_transaction(self, store: ResultStore) -> None:
-        """A READ_COMMITTED async reader of a key that a SERIALIZABLE async writer (another
-        task of the same loop) holds waits for the writer's commit and reads its value. (Every
-        store can be SERIALIZABLE: a difference from Prefect, README "SERIALIZABLE"; Prefect's
-        test configures a lock manager.)
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestAsyncTransaction::
-        test_competing_read_transaction
-        """
-
-        async def scenario() -> Any:
-            write_transaction_open = asyncio.Event()
-
-            async def writing_transaction() -> None:
-                # isolation level is SERIALIZABLE, so a lock will be taken
-                async with atransaction(
-                    key="test_competing_read_transaction",
-                    store=store,
-                    isolation_level=IsolationLevel.SERIALIZABLE,
-                    write_on_commit=True,
-                ) as txn:
-                    write_transaction_open.set()
-                    txn.stage({"foo": "bar"})
-
-            task = asyncio.create_task(writing_transaction())
-            await write_transaction_open.wait()
-            async with atransaction(key="test_competing_read_transaction", store=store) as txn:
-                read_result = await txn.read()
-
-            await task
-            assert read_result is not None
-            return read_result.result
-
-        assert run_async(scenario) == {"foo": "bar"}
-
-    def test_competing_write_transaction_async(self, store: ResultStore) -> None:
-        """Of two SERIALIZABLE async writers of one key in one loop, the second waits at begin
-        (without blocking the loop), then finds the first's record: its own staged value is
-        ignored.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestAsyncTransaction::
-        test_competing_write_transaction_async
-        """
-
-        async def scenario() -> None:
-            transaction_1_open = asyncio.Event()
-
-            async def winning_transaction() -> None:
-                async with atransaction(
-                    key="test_competing_write_transaction",
-                    store=store,
-                    isolation_level=IsolationLevel.SERIALIZABLE,
-                    write_on_commit=True,
-                ) as txn:
-                    transaction_1_open.set()
-                    txn.stage({"foo": "bar"})
-
-            task = asyncio.create_task(winning_transaction())
-            await transaction_1_open.wait()
-            async with atransaction(
-                key="test_competing_write_transaction",
-                store=store,
-                isolation_level=IsolationLevel.SERIALIZABLE,
-                write_on_commit=True,
-            ) as txn:
+            winner = flavor.start(winning_transaction)
+            await flavor.wait(transaction_1_open)
+            async with flavor.open(serializable()) as txn:
                 txn.stage({"fizz": "buzz"})
+            await flavor.finish(winner)
 
-            await task
-
-        run_async(scenario)
+        flavor.run(scenario)
         record = store.read("test_competing_write_transaction")
         assert record
         # the first transaction wrote its result; the second one wrote nothing on exit
@@ -1044,7 +965,6 @@ class TestIsolationLevel:
         assert not ResultStore().is_locked("parent")
 
 
-@pytest.mark.usefixtures("default_store")
 @pytest.mark.usefixtures("default_store")
 class TestHooks:
     def test_sync_on_commit_hook(self, flavor: Flavor) -> None:
