@@ -1102,6 +1102,28 @@ def start_waiting(waiter: ResultStore, wait: str) -> tuple[threading.Thread, lis
     return run_in_thread(lambda: outcome.append(outcome_of(lambda: call(waiter)))), outcome
 
 
+def end_sessions_mid_wait(
+    wait: str,
+    postgres_url: str,
+    namespace: str,
+    own_sessions: OwnSessions,
+    waiting: Callable[[], set[int]],
+) -> None:
+    """Run the wait named ``wait`` on the test's own sessions while "holder1" holds "k"; once
+    ``waiting()`` names sessions of the waiter, end them all; once it names new ones, the
+    holder writes and releases the key, and the waiter must get what it waited for."""
+    holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
+    waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
+    assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+    thread, outcome = start_waiting(waiter, wait)
+    wait_until(waiting, thread, outcome)
+    ended = own_sessions.terminate()
+    wait_until(lambda: waiting() - ended, thread, outcome)
+    write_and_release(holder)
+    join(thread)
+    assert outcome == [WAITS[wait][1]]
+
+
 class StatementWatch:
     """Watches the statements of a waiter's database: ``polled`` is set once it polls the
     lock's state (it is in its wait loop), and ``failures`` counts the statements that failed
@@ -1147,16 +1169,7 @@ class TestWaitsSurviveEndedSessions:
         psycopg's OperationalError from the listening connection)."""
         monkeypatch.setattr(locking, "_FIRST_POLL", 120.0)
         monkeypatch.setattr(locking, "_MAX_POLL", 120.0)
-        holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
-        waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
-        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        thread, outcome = start_waiting(waiter, wait)
-        wait_until(own_sessions.listening, thread, outcome)
-        ended = own_sessions.terminate()
-        wait_until(lambda: own_sessions.listening() - ended, thread, outcome)
-        write_and_release(holder)
-        join(thread)
-        assert outcome == [WAITS[wait][1]]
+        end_sessions_mid_wait(wait, postgres_url, namespace, own_sessions, own_sessions.listening)
 
     @pytest.mark.parametrize("wait", ASYNC_WAITS)
     def test_an_async_waiter_reconnects_and_goes_on_waiting(
@@ -1165,16 +1178,7 @@ class TestWaitsSurviveEndedSessions:
         """aacquire_lock and await_for_lock (which poll from worker threads) have every
         session ended mid-wait: the next poll reconnects, and the waiter gets the lock (or
         sees the key free) once the holder releases it."""
-        holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
-        waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
-        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        thread, outcome = start_waiting(waiter, wait)
-        wait_until(own_sessions.pids, thread, outcome)
-        ended = own_sessions.terminate()
-        wait_until(lambda: own_sessions.pids() - ended, thread, outcome)
-        write_and_release(holder)
-        join(thread)
-        assert outcome == [WAITS[wait][1]]
+        end_sessions_mid_wait(wait, postgres_url, namespace, own_sessions, own_sessions.pids)
 
 
 @pytest.mark.slow

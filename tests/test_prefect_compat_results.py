@@ -62,14 +62,6 @@ from sqlresults.results import (
 from sqlresults.serializers import JSONSerializer, PickleSerializer
 
 
-@pytest.fixture
-def default_store(database_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the default store (``ResultStore()``) at the backend under test, in this test's own
-    namespace, as Prefect's tests point the default storage at a temporary directory."""
-    monkeypatch.setenv("SQLRESULTS_DATABASE_URL", database_url)
-    monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)
-
-
 def in_seconds(clock: FakeClock, seconds: float) -> datetime:
     """The aware datetime ``seconds`` after the fake clock's now."""
     return datetime.fromtimestamp(clock.now + seconds, UTC)

@@ -59,16 +59,6 @@ from sqlresults.transactions import (
     transaction,
 )
 
-
-@pytest.fixture
-def default_store(database_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the default store at the backend under test, in this test's own namespace, so that
-    ``transaction(key=...)`` without a store and ``ResultStore()`` use it (as Prefect's tests
-    point the default storage at a temporary directory)."""
-    monkeypatch.setenv("SQLRESULTS_DATABASE_URL", database_url)
-    monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)
-
-
 SYNC = Flavor("sync", Transaction, transaction)
 ASYNC = Flavor("async", AsyncTransaction, atransaction)
 
