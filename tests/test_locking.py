@@ -1146,6 +1146,21 @@ class StatementWatch:
         monkeypatch.setattr(database, "fetchone", fetchone)
 
 
+def wait_into_an_outage(
+    private_server: PrivateServer, namespace: str, wait: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ResultStore, StatementWatch, threading.Thread, list[Any]]:
+    """Start the wait named ``wait`` on a store of its own on ``private_server``; once it polls
+    the lock's state (it is in its wait loop), shut the server down. Returns the waiter's
+    store, the watch on its statements, its thread and the list that receives its outcome."""
+    database = Database(private_server.url)
+    waiter = ResultStore(result_storage=database, namespace=namespace)
+    watch = StatementWatch(database, monkeypatch)
+    thread, outcome = start_waiting(waiter, wait)
+    wait_until(watch.polled.is_set, thread, outcome)
+    private_server.down()
+    return waiter, watch, thread, outcome
+
+
 @pytest.mark.postgres
 class TestWaitsSurviveEndedSessions:
     """PostgreSQL only: the server ends a waiter's sessions while it waits (as a restart, a
@@ -1202,13 +1217,10 @@ class TestWaitsThroughAServerOutage:
         the lock when the holder (reconnected too) releases it. Before the fix: psycopg's
         OperationalError (sync) or StorageUnavailableError at the first failed poll (async)."""
         holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
-        database = Database(private_server.url)
-        waiter = ResultStore(result_storage=database, namespace=namespace)
-        watch = StatementWatch(database, monkeypatch)
         assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        thread, outcome = start_waiting(waiter, wait)
-        wait_until(watch.polled.is_set, thread, outcome)
-        private_server.down()
+        waiter, watch, thread, outcome = wait_into_an_outage(
+            private_server, namespace, wait, monkeypatch
+        )
         wait_until(lambda: watch.failures, thread, outcome)
         private_server.up()
         holder.release_lock("k", holder="holder1")
@@ -1231,13 +1243,9 @@ class TestWaitsThroughAServerOutage:
         holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
         assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
         monkeypatch.setenv("SQLRESULTS_BUSY_TIMEOUT", "0.5")
-        database = Database(private_server.url)
-        watch = StatementWatch(database, monkeypatch)
-        thread, outcome = start_waiting(
-            ResultStore(result_storage=database, namespace=namespace), wait
+        _, watch, thread, outcome = wait_into_an_outage(
+            private_server, namespace, wait, monkeypatch
         )
-        wait_until(watch.polled.is_set, thread, outcome)
-        private_server.down()
         join(thread)
         assert [type(error) for error in outcome] == [StorageUnavailableError], outcome
         assert watch.failures > 1, "the waiter gave up at the first failed poll"
@@ -1266,13 +1274,9 @@ class TestWaitsThroughAServerOutage:
         )
         holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
         assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        database = Database(private_server.url)
-        watch = StatementWatch(database, monkeypatch)
-        thread, outcome = start_waiting(
-            ResultStore(result_storage=database, namespace=namespace), wait
+        _, watch, thread, outcome = wait_into_an_outage(
+            private_server, namespace, wait, monkeypatch
         )
-        wait_until(watch.polled.is_set, thread, outcome)
-        private_server.down()
         wait_until(lambda: watch.failures > 1, thread, outcome)  # it goes on polling
         timed_out.set()
         join(thread)
