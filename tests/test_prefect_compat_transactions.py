@@ -70,6 +70,19 @@ def flavor(request: pytest.FixtureRequest) -> Flavor:
     return request.param  # type: ignore[no-any-return]
 
 
+def exited_by_an_error(flavor: Flavor) -> BaseTransaction:
+    """A new transaction of ``flavor`` after a body that raised ValueError("foo") in it."""
+    txn = flavor.transaction_class()
+
+    async def scenario() -> None:
+        with pytest.raises(ValueError, match="foo"):
+            async with flavor.open(txn):
+                raise ValueError("foo")
+
+    flavor.run(scenario)
+    return txn
+
+
 class TestInit:
     def test_basic_init(self, flavor: Flavor) -> None:
         """A new Transaction or AsyncTransaction has no store, is PENDING and has no commit
@@ -300,14 +313,7 @@ class TestCommitMode:
         test_txns_dont_commit_on_exception, ::TestCommitMode::TestAsyncTransaction::
         test_txns_dont_commit_on_exception
         """
-        txn = flavor.transaction_class()
-
-        async def scenario() -> None:
-            with pytest.raises(ValueError, match="foo"):
-                async with flavor.open(txn):
-                    raise ValueError("foo")
-
-        flavor.run(scenario)
+        txn = exited_by_an_error(flavor)
         assert not txn.is_committed()
         assert txn.is_rolled_back()
 
@@ -437,14 +443,7 @@ class TestRollBacks:
         test_txns_rollback_on_exception, ::TestRollBacks::TestAsyncTransaction::
         test_txns_rollback_on_exception
         """
-        txn = flavor.transaction_class()
-
-        async def scenario() -> None:
-            with pytest.raises(ValueError, match="foo"):
-                async with flavor.open(txn):
-                    raise ValueError("foo")
-
-        flavor.run(scenario)
+        txn = exited_by_an_error(flavor)
         assert txn.is_rolled_back()
 
     def test_rollback_flag_propagates_up(self, flavor: Flavor) -> None:
@@ -955,6 +954,41 @@ class TestIsolationLevel:
         assert not ResultStore().is_locked("parent")
 
 
+def run_with_hook(flavor: Flavor, key: str, hook: Any, *, fail: bool) -> BaseTransaction:
+    """Open ``flavor.transaction(key=key)``, stage a value with ``hook`` as its commit hook (or,
+    when the body is to ``fail``, its rollback hook, the body then raising RuntimeError) and
+    return the transaction once it has exited."""
+    opened: list[BaseTransaction] = []
+    hooks = {"on_rollback_hooks" if fail else "on_commit_hooks": [hook]}
+
+    async def body() -> None:
+        async with flavor.open(flavor.transaction(key=key)) as txn:
+            opened.append(txn)
+            txn.stage("foo", **hooks)
+            if fail:
+                raise RuntimeError("I left the stove on!")
+
+    async def scenario() -> None:
+        if fail:
+            with pytest.raises(RuntimeError):
+                await body()
+        else:
+            await body()
+
+    flavor.run(scenario)
+    [txn] = opened
+    return txn
+
+
+def awaiting(spy: AsyncMock) -> Any:
+    """An async hook (a coroutine function, as Prefect's tests write it) that awaits ``spy``."""
+
+    async def async_hook(txn: BaseTransaction) -> None:
+        await spy(txn)
+
+    return async_hook
+
+
 @pytest.mark.usefixtures("default_store")
 class TestHooks:
     def test_sync_on_commit_hook(self, flavor: Flavor) -> None:
@@ -964,13 +998,7 @@ class TestHooks:
         ::TestHooks::TestAsyncTransaction::test_sync_on_commit_hook
         """
         spy = MagicMock()
-
-        async def scenario() -> BaseTransaction:
-            async with flavor.open(flavor.transaction(key="test_sync_on_commit_hook")) as txn:
-                txn.stage("foo", on_commit_hooks=[spy])
-            return txn
-
-        txn = flavor.run(scenario)
+        txn = run_with_hook(flavor, "test_sync_on_commit_hook", spy, fail=False)
         spy.assert_called_once_with(txn)
 
     def test_sync_on_rollback_hook(self, flavor: Flavor) -> None:
@@ -981,20 +1009,7 @@ class TestHooks:
         test_sync_on_rollback_hook
         """
         spy = MagicMock()
-        opened: list[BaseTransaction] = []
-
-        async def body() -> None:
-            async with flavor.open(flavor.transaction(key="test_sync_on_rollback_hook")) as txn:
-                opened.append(txn)
-                txn.stage("foo", on_rollback_hooks=[spy])
-                raise RuntimeError("I left the stove on!")
-
-        async def scenario() -> None:
-            with pytest.raises(RuntimeError):
-                await body()
-
-        flavor.run(scenario)
-        [txn] = opened
+        txn = run_with_hook(flavor, "test_sync_on_rollback_hook", spy, fail=True)
         spy.assert_called_once_with(txn)
 
     def test_async_on_commit_hook(self, flavor: Flavor) -> None:
@@ -1005,17 +1020,9 @@ class TestHooks:
         test_async_on_commit_hook, ::TestHooks::TestAsyncTransaction::test_async_on_commit_hook
         """
         spy = AsyncMock()
-
-        async def async_on_commit_hook(txn: BaseTransaction) -> None:
-            await spy(txn)
-
-        async def scenario() -> BaseTransaction:
-            async with flavor.open(flavor.transaction(key="test_async_on_commit_hook")) as txn:
-                txn.stage("foo", on_commit_hooks=[async_on_commit_hook])
-            return txn
-
-        txn = flavor.run(scenario)
+        txn = run_with_hook(flavor, "test_async_on_commit_hook", awaiting(spy), fail=False)
         spy.assert_called_once_with(txn)
+        spy.assert_awaited_once_with(txn)
 
     def test_async_on_rollback_hook(self, flavor: Flavor) -> None:
         """An async rollback hook is run to completion (awaited, by an async transaction),
@@ -1026,22 +1033,6 @@ class TestHooks:
         test_async_on_rollback_hook
         """
         spy = AsyncMock()
-
-        async def async_on_rollback_hook(txn: BaseTransaction) -> None:
-            await spy(txn)
-
-        opened: list[BaseTransaction] = []
-
-        async def body() -> None:
-            async with flavor.open(flavor.transaction(key="test_async_on_rollback_hook")) as txn:
-                opened.append(txn)
-                txn.stage("foo", on_rollback_hooks=[async_on_rollback_hook])
-                raise RuntimeError("I forgot my keys at home!")
-
-        async def scenario() -> None:
-            with pytest.raises(RuntimeError):
-                await body()
-
-        flavor.run(scenario)
-        [txn] = opened
+        txn = run_with_hook(flavor, "test_async_on_rollback_hook", awaiting(spy), fail=True)
         spy.assert_called_once_with(txn)
+        spy.assert_awaited_once_with(txn)
