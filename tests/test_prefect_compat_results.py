@@ -2,10 +2,10 @@
 (PrefectHQ/prefect@ce79dd3), against :mod:`sqlresults.results`.
 
 Each test names the Prefect test it mirrors; store tests run on SQLite and PostgreSQL
-(``store``, ``clocked_store``, or ``default_store``, which points the default store at the
-backend under test). Where sqlresults differs on purpose, the test asserts our behaviour and
-names the difference, which the README's "Differences from Prefect" table lists. Expiry
-follows the fake ``clock`` instead of Prefect's ``advance_time``.
+(``store``, ``clocked_store``, or ``default_store`` of conftest.py, which points the default
+store at the backend under test). Where sqlresults differs on purpose, the test asserts our
+behaviour and names the difference, which the README's "Differences from Prefect" table lists.
+Expiry follows the fake ``clock`` instead of Prefect's ``advance_time``.
 
 Most of Prefect's file is about flows and tasks; sqlresults has no ``@flow`` or ``@task`` yet (the
 task layer is a later issue). Where such a test checks what a store or a module function

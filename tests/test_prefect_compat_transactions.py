@@ -5,8 +5,8 @@
 Each test names the Prefect test it mirrors. Where sqlresults differs from Prefect on purpose,
 the test asserts our behaviour and its docstring names the difference, which the README's
 "Differences from Prefect" table lists. Tests that touch a store run on SQLite and PostgreSQL:
-``store`` directly, or ``default_store``, which points the default store (``transaction(key=...)``
-without a store, ``ResultStore()``) at the backend under test.
+``store`` directly, or ``default_store`` (conftest.py), which points the default store
+(``transaction(key=...)`` without a store, ``ResultStore()``) at the backend under test.
 
 Prefect's ``TestX::TestTransaction`` and ``TestX::TestAsyncTransaction`` halves test the same
 behaviours; each pair is ported once, as ``TestX``, and runs for both: the ``flavor`` fixture
@@ -29,7 +29,9 @@ Not ported, and why:
 - ``TestWithResultStore::test_transaction_with_nullfilesystem_metadata``, sync and async: about
   Prefect's ``metadata_storage`` and files on disk; a sqlresults record and its metadata are one
   row. (Its last step, that the next transaction on the key begins committed, is
-  ``tests/test_transactions.py::TestWithResultStore::test_next_transaction_is_a_cache_hit``.)
+  ``tests/test_transactions.py::TestWithResultStore::test_next_transaction_is_a_cache_hit``.
+  With Prefect's store, whose metadata storage it is about, it is ported in
+  ``test_prefect_compat_protocol_results.py``.)
 - ``isolate_default_result_storage``, ``default_storage_setting`` and Prefect's
   ``MemoryLockManager``: replaced by the ``default_store`` and ``store`` fixtures (locks live in
   the result database, so no lock manager is configured).
