@@ -1,11 +1,13 @@
-"""What importing the package loads: names are imported on first use, so ``import sqlresults``
-(paid by every CLI call, process-pool worker and Dask worker) loads none of the heavy
-dependencies. Behaviour only: each check runs in a fresh interpreter and looks at
-``sys.modules``, never at a clock."""
+"""What importing the package and starting the command line load: names and commands are
+imported on first use, so ``import sqlresults`` and ``sqlresults --help`` (paid by every CLI call,
+process-pool worker and Dask worker) load none of the heavy dependencies. Behaviour only: each
+check runs in a fresh interpreter and looks at ``sys.modules``, never at a clock."""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -14,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlresults
+from sqlresults.cli import _app
 
 # Seconds a fresh interpreter gets to run one check (a loaded machine is slow, not hung).
 TIMEOUT = 120
 
-# What `import sqlresults` may not load.
+# What neither `import sqlresults` nor `sqlresults --help` may load.
 HEAVY = {
     "alembic",
     "cachetools",
@@ -156,3 +159,112 @@ class TestPackage:
         names = fresh("import sqlresults\nreport(dir(sqlresults))")
         assert set(sqlresults.__all__) <= set(names)
         assert {"results", "transactions", "errors"} <= set(names)
+
+
+class TestCommandLine:
+    def test_help_lists_every_command_and_imports_none(self) -> None:
+        """``sqlresults --help`` lists every command with its summary, and imports neither a
+        command's module nor a heavy dependency."""
+        found = fresh(
+            """
+            import contextlib, io
+            from sqlresults.cli import main
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                try:
+                    main(["--help"])
+                except SystemExit as exit:
+                    assert exit.code in (0, None), exit.code
+            report({"help": out.getvalue(), "modules": loaded()})
+            """
+        )
+        commands = found["help"].split("Commands:\n", 1)[1].splitlines()
+        assert [line.split()[0] for line in commands if line.strip()] == sorted(_app.COMMANDS)
+        assert heavy_in(found["modules"]) == set()
+        assert [name for name in found["modules"] if name.startswith("sqlresults.cli.")] == [
+            "sqlresults.cli._app"
+        ]
+
+    def test_help_is_the_same_with_every_command_loaded(self) -> None:
+        """The summaries ``--help`` shows before loading the commands are the ones click makes
+        from the loaded commands (at any terminal width)."""
+        found = fresh(
+            """
+            import importlib
+            from sqlresults.cli import cli
+            from sqlresults.cli._app import COMMANDS
+
+            def text(width):
+                return cli.get_help(cli.make_context("sqlresults", [], terminal_width=width))
+
+            before = [text(80), text(200)]
+            for module, _ in COMMANDS.values():
+                importlib.import_module("sqlresults.cli." + module)
+            report([before, [text(80), text(200)]])
+            """
+        )
+        assert found[0] == found[1]
+
+    def test_the_table_matches_the_commands(self) -> None:
+        """Each command listed in COMMANDS is defined by the module named there, with the help
+        whose first paragraph is the one listed; no command of any module of the CLI is
+        missing from the table (it would never be loaded)."""
+        for path in Path(_app.__file__).parent.glob("*.py"):
+            importlib.import_module(f"sqlresults.cli.{path.stem}")
+        assert set(_app.cli.commands) == set(_app.COMMANDS)
+        for name, (module, summary) in _app.COMMANDS.items():
+            command = _app.cli.commands[name]
+            assert command.callback is not None
+            assert command.callback.__module__ == f"sqlresults.cli.{module}", name
+            first_paragraph = inspect.cleandoc(command.help or "").split("\n\n")[0]
+            assert " ".join(first_paragraph.split()) == summary, name
+
+    def test_a_command_loads_only_its_module(self) -> None:
+        """Running (here: resolving) ``ls`` imports the module of ls and rm, not the others."""
+        modules = fresh(
+            """
+            from sqlresults.cli import cli
+            ctx = cli.make_context("sqlresults", [])
+            assert cli.get_command(ctx, "ls").name == "ls"
+            assert cli.get_command(ctx, "nope") is None
+            report(loaded())
+            """
+        )
+        commands = {name for name in modules if name.startswith("sqlresults.cli.")}
+        assert commands == {"sqlresults.cli._app", "sqlresults.cli.records"}
+
+    def test_console_script_help_and_unknown_command(self) -> None:
+        """``python -m sqlresults --help`` exits 0 listing the commands; an unknown command is
+        still a usage error (exit status 2) naming it."""
+        done = subprocess.run(
+            [sys.executable, "-m", "sqlresults", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        for name in _app.COMMANDS:
+            assert f"\n  {name} " in done.stdout
+        wrong = subprocess.run(
+            [sys.executable, "-m", "sqlresults", "nope"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert wrong.returncode == 2
+        assert "nope" in wrong.stderr
+
+    def test_env_makes_its_consoles_on_first_use(self) -> None:
+        """A command's Env imports rich only when a console is used."""
+        found = fresh(
+            """
+            from sqlresults.cli._app import Env
+            env = Env()
+            before = "rich" in sys.modules
+            env.out.print("x")
+            report([before, "rich" in sys.modules])
+            """
+        )
+        assert found == [False, True]
