@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -162,11 +163,24 @@ class Env:
         return self._database
 
 
-def _console(*, stderr: bool) -> Console:
+@functools.cache
+def _console_class() -> type[Console]:
+    """rich's console, except that a reader closing the pipe is left to :class:`_Group`
+    (rich would exit with status 1 itself). Made on first use: rich is imported only by a
+    command that prints through it."""
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """Raise BrokenPipeError, for :class:`_Group` to end the command with status 0."""
+            raise BrokenPipeError
+
+    return _Console
+
+
+def _console(*, stderr: bool) -> Console:
     # soft_wrap: a long line (a URL, a path) stays one line; tables still fit the width.
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = _console_class()(stderr=stderr, highlight=False, soft_wrap=True)
     if not console.is_terminal:
         # Piped or redirected: rows as wide as their content, up to a generous limit.
         console.width = _PIPE_WIDTH
@@ -319,6 +333,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader has what it wanted (`sqlresults ls | head`): stop quietly with
+            # status 0, as ripgrep does, so that a pipeline under `set -o pipefail` goes on.
+            # stdout now leads nowhere, so that the interpreter's final flush cannot fail.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise click.exceptions.Exit(0) from None
         except (SQLResultsError, OSError) as exc:
             raise _error_for(exc) from exc
 
