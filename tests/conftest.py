@@ -412,9 +412,16 @@ class Counter:
 
 
 @pytest.fixture
-def pipeline(database_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> ResultStore:
-    """Point the default store of tasks and flows at the test database and namespace; return
-    a store to look at what they wrote."""
+def default_store(database_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the default store (``ResultStore()``, ``transaction(key=...)`` without a store, and
+    tasks and flows) at the backend under test, in this test's own namespace, as Prefect's tests
+    point the default storage at a temporary directory."""
     monkeypatch.setenv("SQLRESULTS_DATABASE_URL", database_url)
     monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)
+
+
+@pytest.fixture
+def pipeline(default_store: None, database_url: str, namespace: str) -> ResultStore:
+    """Point the default store of tasks and flows at the test database and namespace
+    (``default_store``); return a store to look at what they wrote."""
     return ResultStore(result_storage=database_url, namespace=namespace)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -108,6 +110,33 @@ class TestLs:
     def test_empty(self, store: ResultStore) -> None:
         """With nothing to list, ``ls`` says so."""
         assert "No records in namespace" in assert_ok(run("ls", *opts(store)))
+
+    @pytest.mark.parametrize("output", ["table", "json"])
+    def test_a_reader_that_stops_early_is_not_an_error(
+        self, store: ResultStore, output: str
+    ) -> None:
+        """``sqlresults ls | head``: when the reader closes the pipe after the first lines,
+        ``ls`` stops quietly with exit status 0 (as ripgrep does), so that a script under
+        ``set -o pipefail`` does not fail and nothing is printed on stderr."""
+        for i in range(3000):  # far more than a pipe holds (64 KiB)
+            store.write(i, key=f"key-{i:05}-{'x' * 40}")
+        flags = ["--json"] if output == "json" else []
+        with subprocess.Popen(
+            [sys.executable, "-m", "sqlresults", "ls", *opts(store), "--limit", "0", *flags],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            first = process.stdout.read(100)
+            process.stdout.close()
+            stderr = process.stderr.read()
+            status = process.wait(timeout=120)
+
+        assert first
+        assert stderr == b""
+        assert status == 0
 
 
 class TestShow:

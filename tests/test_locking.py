@@ -1103,6 +1103,28 @@ def start_waiting(waiter: ResultStore, wait: str) -> tuple[threading.Thread, lis
     return run_in_thread(lambda: outcome.append(outcome_of(lambda: call(waiter)))), outcome
 
 
+def end_sessions_mid_wait(
+    wait: str,
+    postgres_url: str,
+    namespace: str,
+    own_sessions: OwnSessions,
+    waiting: Callable[[], set[int]],
+) -> None:
+    """Run the wait named ``wait`` on the test's own sessions while "holder1" holds "k"; once
+    ``waiting()`` names sessions of the waiter, end them all; once it names new ones, the
+    holder writes and releases the key, and the waiter must get what it waited for."""
+    holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
+    waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
+    assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
+    thread, outcome = start_waiting(waiter, wait)
+    wait_until(waiting, thread, outcome)
+    ended = own_sessions.terminate()
+    wait_until(lambda: waiting() - ended, thread, outcome)
+    write_and_release(holder)
+    join(thread)
+    assert outcome == [WAITS[wait][1]]
+
+
 class StatementWatch:
     """Watches the statements of a waiter's database: ``polled`` is set once it polls the
     lock's state (it is in its wait loop), and ``failures`` counts the statements that failed
@@ -1140,6 +1162,21 @@ class StatementWatch:
             monkeypatch.setattr(aio, "fetchone", afetchone)
 
 
+def wait_into_an_outage(
+    private_server: PrivateServer, namespace: str, wait: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ResultStore, StatementWatch, threading.Thread, list[Any]]:
+    """Start the wait named ``wait`` on a store of its own on ``private_server``; once it polls
+    the lock's state (it is in its wait loop), shut the server down. Returns the waiter's
+    store, the watch on its statements, its thread and the list that receives its outcome."""
+    database = Database(private_server.url)
+    waiter = ResultStore(result_storage=database, namespace=namespace)
+    watch = StatementWatch(database, monkeypatch)
+    thread, outcome = start_waiting(waiter, wait)
+    wait_until(watch.polled.is_set, thread, outcome)
+    private_server.down()
+    return waiter, watch, thread, outcome
+
+
 @pytest.mark.postgres
 class TestWaitsSurviveEndedSessions:
     """PostgreSQL only: the server ends a waiter's sessions while it waits (as a restart, a
@@ -1163,16 +1200,7 @@ class TestWaitsSurviveEndedSessions:
         psycopg's OperationalError from the listening connection)."""
         monkeypatch.setattr(locking, "_FIRST_POLL", 120.0)
         monkeypatch.setattr(locking, "_MAX_POLL", 120.0)
-        holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
-        waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
-        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        thread, outcome = start_waiting(waiter, wait)
-        wait_until(own_sessions.listening, thread, outcome)
-        ended = own_sessions.terminate()
-        wait_until(lambda: own_sessions.listening() - ended, thread, outcome)
-        write_and_release(holder)
-        join(thread)
-        assert outcome == [WAITS[wait][1]]
+        end_sessions_mid_wait(wait, postgres_url, namespace, own_sessions, own_sessions.listening)
 
     @pytest.mark.parametrize("wait", ASYNC_WAITS)
     def test_an_async_waiter_reconnects_and_goes_on_waiting(
@@ -1181,16 +1209,7 @@ class TestWaitsSurviveEndedSessions:
         """aacquire_lock and await_for_lock (awaited on asyncio connections) have every
         session ended mid-wait: the next poll reconnects, and the waiter gets the lock (or
         sees the key free) once the holder releases it."""
-        holder = ResultStore(result_storage=Database(postgres_url), namespace=namespace)
-        waiter = ResultStore(result_storage=Database(own_sessions.url), namespace=namespace)
-        assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        thread, outcome = start_waiting(waiter, wait)
-        wait_until(own_sessions.pids, thread, outcome)
-        ended = own_sessions.terminate()
-        wait_until(lambda: own_sessions.pids() - ended, thread, outcome)
-        write_and_release(holder)
-        join(thread)
-        assert outcome == [WAITS[wait][1]]
+        end_sessions_mid_wait(wait, postgres_url, namespace, own_sessions, own_sessions.pids)
 
 
 @pytest.mark.slow
@@ -1214,13 +1233,10 @@ class TestWaitsThroughAServerOutage:
         the lock when the holder (reconnected too) releases it. Before the fix: psycopg's
         OperationalError (sync) or StorageUnavailableError at the first failed poll (async)."""
         holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
-        database = Database(private_server.url)
-        waiter = ResultStore(result_storage=database, namespace=namespace)
-        watch = StatementWatch(database, monkeypatch)
         assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        thread, outcome = start_waiting(waiter, wait)
-        wait_until(watch.polled.is_set, thread, outcome)
-        private_server.down()
+        waiter, watch, thread, outcome = wait_into_an_outage(
+            private_server, namespace, wait, monkeypatch
+        )
         wait_until(lambda: watch.failures, thread, outcome)
         private_server.up()
         holder.release_lock("k", holder="holder1")
@@ -1243,13 +1259,9 @@ class TestWaitsThroughAServerOutage:
         holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
         assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
         monkeypatch.setenv("SQLRESULTS_BUSY_TIMEOUT", "0.5")
-        database = Database(private_server.url)
-        watch = StatementWatch(database, monkeypatch)
-        thread, outcome = start_waiting(
-            ResultStore(result_storage=database, namespace=namespace), wait
+        _, watch, thread, outcome = wait_into_an_outage(
+            private_server, namespace, wait, monkeypatch
         )
-        wait_until(watch.polled.is_set, thread, outcome)
-        private_server.down()
         join(thread)
         assert [type(error) for error in outcome] == [StorageUnavailableError], outcome
         assert watch.failures > 1, "the waiter gave up at the first failed poll"
@@ -1278,13 +1290,9 @@ class TestWaitsThroughAServerOutage:
         )
         holder = ResultStore(result_storage=Database(private_server.url), namespace=namespace)
         assert holder.acquire_lock("k", holder="holder1", hold_timeout=300)
-        database = Database(private_server.url)
-        watch = StatementWatch(database, monkeypatch)
-        thread, outcome = start_waiting(
-            ResultStore(result_storage=database, namespace=namespace), wait
+        _, watch, thread, outcome = wait_into_an_outage(
+            private_server, namespace, wait, monkeypatch
         )
-        wait_until(watch.polled.is_set, thread, outcome)
-        private_server.down()
         wait_until(lambda: watch.failures > 1, thread, outcome)  # it goes on polling
         timed_out.set()
         join(thread)

@@ -1,11 +1,16 @@
 """Prefect's own lock manager tests, ported: ``tests/test_locking.py`` of Prefect
-(PrefectHQ/prefect@ce79dd3), against :class:`~sqlresults.locking.SQLLockManager` and the store.
+(PrefectHQ/prefect@ce79dd3), against both of sqlresults' lock managers and its store.
 
 Prefect runs one set of behaviours twice, for ``MemoryLockManager`` and
-``FileSystemLockManager``; sqlresults has one manager, whose locks are rows in the result
-database, so each behaviour is ported once and runs on SQLite and PostgreSQL. Each test names
-the Prefect tests it mirrors (``Memory`` and ``FileSystem`` stand for ``TestMemoryLockManager``
-and ``TestFileSystemLockManager``). Where sqlresults differs on purpose, the test asserts our
+``FileSystemLockManager``. sqlresults has two managers, whose locks are rows in the result
+database: its own :class:`~sqlresults.locking.SQLLockManager` and the Prefect adapter
+:class:`~sqlresults.prefect.SQLLockManager` (a subclass that renews unbounded leases and fences
+the storage's writes). Each behaviour is ported once and runs against both (the ``manager``
+fixture, ids ``own`` and ``prefect``), on SQLite and PostgreSQL. ``TestStoreLocks`` runs with
+sqlresults' ``ResultStore`` as the client here, and again with Prefect's own ``ResultStore`` as
+the client in ``test_prefect_compat_protocol_locking.py``. Each test names the Prefect tests it
+mirrors (``Memory`` and ``FileSystem`` stand for ``TestMemoryLockManager`` and
+``TestFileSystemLockManager``). Where sqlresults differs on purpose, the test asserts our
 behaviour and names the difference, which the README's "Differences from Prefect" table lists.
 Lease expiry follows the fake ``clock``, as in Prefect's file-system tests, instead of sleeping.
 
@@ -18,8 +23,10 @@ Not ported, and why:
 - ``Memory::test_manager_has_no_lock_information_when_deserialized_in_new_process`` (spawn)
   and ``::test_manager_has_lock_information_when_deserialized_in_new_process_with_fork``: a
   real second process is ``tests/test_locking.py::TestPickling::
-  test_a_spawned_worker_takes_a_lock_the_parent_sees``, not repeated here; its outcome is the
-  same however the process starts (the locks are rows), and forking a process with open
+  test_a_spawned_worker_takes_a_lock_the_parent_sees`` and, for the Prefect adapter shipped
+  with cloudpickle, ``test_prefect_compat_protocol_locking.py::TestPickling::
+  test_a_spawned_process_sees_the_lock``, not repeated here; its outcome is the same however
+  the process starts (the locks are rows), and forking a process with open
   database connections is not something sqlresults supports. ``TestPickling`` below ports
   what they expect of the unpickled manager, through real ``pickle`` round trips (Prefect uses
   cloudpickle, which pickles these classes the same way).
@@ -29,36 +36,50 @@ Not ported, and why:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import pickle
 import queue
+from typing import Any
 from uuid import uuid4
 
 import pytest
-from conftest import FakeClock
-from threads import join, run_in_thread
+from conftest import FakeClock, run_async
+from threads import JOIN_TIMEOUT, join, run_in_thread
 
+import sqlresults.prefect
 from sqlresults.database import Database
 from sqlresults.locking import SQLLockManager
 from sqlresults.results import ResultStore
 from sqlresults.transactions import IsolationLevel, transaction
 
 
+@pytest.fixture(params=[SQLLockManager, sqlresults.prefect.SQLLockManager], ids=["own", "prefect"])
+def manager_class(request: pytest.FixtureRequest) -> type[SQLLockManager]:
+    """The lock manager under test: sqlresults' own, or the Prefect adapter (its subclass)."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def manager(database: Database, namespace: str) -> SQLLockManager:
+def manager(
+    manager_class: type[SQLLockManager], database: Database, namespace: str
+) -> SQLLockManager:
     """A lock manager on the backend under test, with the real clock."""
-    return SQLLockManager(database, namespace=namespace)
+    return manager_class(database, namespace=namespace)
 
 
 @pytest.fixture
-def clocked_manager(clocked_database: Database, namespace: str) -> SQLLockManager:
+def clocked_manager(
+    manager_class: type[SQLLockManager], clocked_database: Database, namespace: str
+) -> SQLLockManager:
     """A lock manager whose leases follow the fake ``clock``."""
-    return SQLLockManager(clocked_database, namespace=namespace)
+    return manager_class(clocked_database, namespace=namespace)
 
 
 class TestStoreLocks:
-    def test_read_locked_key(self, store: ResultStore) -> None:
+    """The store as a lock client; ``test_prefect_compat_protocol_locking.py`` runs these
+    again with Prefect's ``ResultStore`` as the ``store``."""
+
+    def test_read_locked_key(self, store: Any) -> None:
         """A read of a key another holder has locked waits until the holder has written and
         released it, then returns the holder's value.
 
@@ -66,7 +87,7 @@ class TestStoreLocks:
         ::FileSystem::test_read_locked_key
         """
         key = str(uuid4())
-        read_queue: queue.Queue[object] = queue.Queue()
+        read_queue: queue.Queue[Any] = queue.Queue()
 
         def read_locked_key() -> None:
             record = store.read(key)
@@ -74,13 +95,13 @@ class TestStoreLocks:
 
         assert store.acquire_lock(key, holder="holder1")
         thread = run_in_thread(read_locked_key)
-        asyncio.run(store.awrite(key=key, obj={"test": "value"}, holder="holder1"))
+        run_async(lambda: store.awrite(key=key, obj={"test": "value"}, holder="holder1"))
         store.release_lock(key, holder="holder1")
         join(thread)
         # the read should have been blocked until the lock was released
         assert read_queue.get_nowait() == {"test": "value"}
 
-    def test_write_to_key_with_same_lock_holder(self, store: ResultStore) -> None:
+    def test_write_to_key_with_same_lock_holder(self, store: Any) -> None:
         """The default holder that took the lock may write the key.
 
         Prefect: tests/test_locking.py::Memory::test_write_to_key_with_same_lock_holder,
@@ -93,7 +114,7 @@ class TestStoreLocks:
         assert (record := store.read(key)) is not None
         assert record.result == {"test": "value"}
 
-    def test_write_to_key_with_different_lock_holder(self, store: ResultStore) -> None:
+    def test_write_to_key_with_different_lock_holder(self, store: Any) -> None:
         """A write by another holder is refused with Prefect's RuntimeError message.
 
         Prefect: tests/test_locking.py::Memory::test_write_to_key_with_different_lock_holder,
@@ -130,7 +151,7 @@ class TestAcquireAndRelease:
         Prefect: tests/test_locking.py::FileSystem::test_acquire_lock_async
         """
         key = str(uuid4())
-        assert asyncio.run(manager.aacquire_lock(key, holder="holder1"))
+        assert run_async(lambda: manager.aacquire_lock(key, holder="holder1"))
         assert manager.is_locked(key)
         manager.release_lock(key, holder="holder1")
         assert not manager.is_locked(key)
@@ -160,6 +181,17 @@ class TestAcquireAndRelease:
         assert not manager.acquire_lock(key=key, holder="holder2", acquire_timeout=0.1)
         manager.release_lock(key=key, holder="holder1")
         assert not manager.is_locked(key=key)
+
+    def test_acquire_timeout_zero_tries_once(self, manager: SQLLockManager) -> None:
+        """``acquire_timeout=0`` on a held key returns False at once.
+
+        Difference from Prefect (README "acquire_timeout=0"): Prefect's file lock manager
+        waits forever. Prefect: the protocol's docstring ("Pass 0 to attempt to acquire a lock
+        without waiting").
+        """
+        key = str(uuid4())
+        assert manager.acquire_lock(key, holder="holder1")
+        assert not manager.acquire_lock(key, holder="holder2", acquire_timeout=0)
 
     def test_raises_if_releasing_with_wrong_holder(self, manager: SQLLockManager) -> None:
         """Releasing another holder's lock raises Prefect's ValueError.
@@ -211,7 +243,9 @@ class TestAcquireAndRelease:
         acquired: list[bool] = []
 
         def get_lock() -> None:
-            acquired.append(manager.acquire_lock(key, holder="holder2"))
+            acquired.append(
+                manager.acquire_lock(key, holder="holder2", acquire_timeout=JOIN_TIMEOUT)
+            )
 
         thread = run_in_thread(get_lock)
         manager.release_lock(key, holder="holder1")
@@ -220,6 +254,7 @@ class TestAcquireAndRelease:
         # the lock should have been acquired by the thread
         assert acquired == [True]
         assert manager.is_lock_holder(key, holder="holder2")
+        assert manager.lock_holder(key) == "holder2"
 
 
 class TestHoldTimeout:
@@ -302,9 +337,9 @@ class TestWaitForLock:
         ::FileSystem::test_wait_for_lock_async_with_timeout (the same test)
         """
         key = str(uuid4())
-        assert asyncio.run(manager.aacquire_lock(key, holder="holder1"))
+        assert run_async(lambda: manager.aacquire_lock(key, holder="holder1"))
         assert manager.is_locked(key)
-        assert not asyncio.run(manager.await_for_lock(key, timeout=0.1))
+        assert not run_async(lambda: manager.await_for_lock(key, timeout=0.1))
         assert manager.is_locked(key)
         manager.release_lock(key, holder="holder1")
         assert not manager.is_locked(key)
@@ -316,19 +351,21 @@ class TestWaitForLock:
         """
         key = str(uuid4())
         assert not manager.is_locked(key)
-        assert asyncio.run(manager.await_for_lock(key))
+        assert run_async(lambda: manager.await_for_lock(key))
 
 
 class TestSharedLocks:
-    def test_managers_on_one_database_share_locks(self, database: Database, namespace: str) -> None:
+    def test_managers_on_one_database_share_locks(
+        self, manager_class: type[SQLLockManager], database: Database, namespace: str
+    ) -> None:
         """Two managers on one database and namespace see and respect each other's locks, as
         Prefect's singleton MemoryLockManager makes every store of a process share locks (here
         across processes and machines too).
 
         Prefect: tests/test_locking.py::Memory::test_singleton (what it is for)
         """
-        first = SQLLockManager(database, namespace=namespace)
-        second = SQLLockManager(database, namespace=namespace)
+        first = manager_class(database, namespace=namespace)
+        second = manager_class(database, namespace=namespace)
         key = str(uuid4())
         assert first.acquire_lock(key, holder="holder1")
         assert second.is_locked(key)
@@ -340,13 +377,13 @@ class TestSharedLocks:
 
 class TestPickling:
     def test_serialize_with_no_locks(self, manager: SQLLockManager) -> None:
-        """A lock manager holding no locks pickles and unpickles to a lock manager on the same
-        database and namespace.
+        """A lock manager holding no locks pickles and unpickles to a lock manager of its class
+        on the same database and namespace.
 
         Prefect: tests/test_locking.py::Memory::test_serialize_with_no_locks
         """
         deserialized = pickle.loads(pickle.dumps(manager))
-        assert isinstance(deserialized, SQLLockManager)
+        assert type(deserialized) is type(manager)
         assert deserialized.database.is_same_database(manager.database)
         assert deserialized.namespace == manager.namespace
 
@@ -398,7 +435,7 @@ class TestPickling:
 
     def test_singleton_behavior_after_deserialization(self, manager: SQLLockManager) -> None:
         """Pickling and unpickling leave the original manager's locks in place, and the
-        unpickled manager takes new locks that the original respects. (The singleton part,
+        unpickled manager takes new locks that the original sees and respects. (The singleton part,
         ``deserialized is MemoryLockManager()``, does not apply: see ``test_singleton`` in the
         module docstring.)
 
@@ -443,14 +480,14 @@ class TestPickling:
 
             async_key = str(uuid4())
 
-            async def acquire(holder: str) -> bool:
+            async def acquire() -> bool:
                 return await unpickled_manager.aacquire_lock(
-                    async_key, holder=holder, acquire_timeout=1, hold_timeout=10
+                    async_key, holder="async_pickle_holder", acquire_timeout=1, hold_timeout=10
                 )
 
-            assert asyncio.run(acquire("async_pickle_holder"))
+            assert run_async(acquire)
             # re-acquiring its own lock succeeds
-            assert asyncio.run(acquire("async_pickle_holder"))
+            assert run_async(acquire)
             assert not clocked_manager.acquire_lock(async_key, "new_holder", acquire_timeout=0)
             # the lease runs out (on the fake clock, which the original manager follows)
             clock.advance(11)

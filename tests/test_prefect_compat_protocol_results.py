@@ -7,7 +7,10 @@ Prefect's ``ResultStore`` and transactions are the client; ``SQLResultStorage`` 
 ``MemoryLockManager``. What Prefect's tests check on files (a result file exists, a metadata file
 was removed) is checked, or done, here with sqlresults' own store on the same namespace. Each
 test names the Prefect test it mirrors, and runs on SQLite and PostgreSQL; where sqlresults
-differs on purpose, the test names the README "Differences from Prefect" row.
+differs on purpose, the test names the README "Differences from Prefect" row. The transaction
+tests of ``TestWithResultStore`` are written once, in ``test_prefect_compat_transactions.py``
+against sqlresults' transactions, and ``TestTransactionsWithResultStore`` runs them here with
+Prefect's store and Prefect's sync and async transactions.
 
 Not ported, and why:
 
@@ -24,22 +27,26 @@ Not ported, and why:
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import prefect.transactions
 import prefect.types._datetime
 import pytest
+import test_prefect_compat_transactions as compat
 from conftest import run_async
+from flavors import Flavor
 from prefect.filesystems import NullFileSystem
 from prefect.results import ResultRecord, ResultStore
 from prefect.transactions import IsolationLevel, atransaction, transaction
-from threads import JOIN_TIMEOUT, join, run_in_thread
 
 from sqlresults.prefect import SQLLockManager, SQLResultStorage
 from sqlresults.results import ResultStore as NativeStore
+
+# Prefect's sync and async transactions, for the scenarios of tests/flavors.py.
+PREFECT_SYNC = Flavor("sync", prefect.transactions.Transaction, transaction, IsolationLevel)
+PREFECT_ASYNC = Flavor("async", prefect.transactions.AsyncTransaction, atransaction, IsolationLevel)
 
 
 @pytest.fixture
@@ -302,46 +309,20 @@ class TestInMemoryCacheExpiration:
             ResultStore(result_storage=storage).read(key="k")
 
 
-class TestTransactionsWithResultStore:
-    def test_basic_transaction(self, result_store: ResultStore) -> None:
-        """A committed transaction's record is read back, by the transaction and the store,
-        under exactly its key.
+class TestTransactionsWithResultStore(compat.TestWithResultStore):
+    """The transaction tests of ``test_prefect_compat_transactions.py::TestWithResultStore``
+    (each names the Prefect tests it mirrors), with Prefect's ``ResultStore`` and Prefect's
+    ``transaction()`` and ``atransaction()`` as the client, on sqlresults storage and locks."""
 
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestTransaction::
-        test_basic_transaction
-        """
-        with transaction(
-            key="test_basic_transaction", store=result_store, write_on_commit=True
-        ) as txn:
-            assert isinstance(txn.store, ResultStore)
-            txn.stage({"foo": "bar"})
+    @pytest.fixture
+    def store(self, result_store: ResultStore) -> ResultStore:
+        """Prefect's store on sqlresults, for the inherited tests."""
+        return result_store
 
-        record_1 = txn.read()
-        assert record_1
-        assert record_1.result == {"foo": "bar"}
-        record_2 = result_store.read("test_basic_transaction")
-        assert record_2
-        assert record_2 == record_1
-        assert record_2.metadata.storage_key == "test_basic_transaction"
-
-    def test_basic_async_transaction(self, result_store: ResultStore) -> None:
-        """The same with an async transaction.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestAsyncTransaction::
-        test_basic_transaction
-        """
-
-        async def scenario() -> tuple[Any, Any]:
-            async with atransaction(
-                key="test_basic_transaction", store=result_store, write_on_commit=True
-            ) as txn:
-                txn.stage({"foo": "bar"})
-            return await txn.read(), await result_store.aread("test_basic_transaction")
-
-        record_1, record_2 = run_async(scenario)
-        assert record_1.result == {"foo": "bar"}
-        assert record_2 == record_1
-        assert record_2.metadata.storage_key == "test_basic_transaction"
+    @pytest.fixture(params=[PREFECT_SYNC, PREFECT_ASYNC], ids=str)
+    def flavor(self, request: pytest.FixtureRequest) -> Flavor:
+        """Prefect's sync or async transactions, for the inherited tests."""
+        return request.param  # type: ignore[no-any-return]
 
     def test_transaction_with_nullfilesystem_metadata(
         self, storage: SQLResultStorage, native: NativeStore
@@ -360,134 +341,3 @@ class TestTransactionsWithResultStore:
         assert native.read(key).result == {"foo": "bar"}
         with transaction(key=key, store=result_store) as txn:
             assert txn.is_committed()
-
-    def test_competing_read_transaction(self, result_store: ResultStore) -> None:
-        """A READ_COMMITTED reader of a key a SERIALIZABLE writer holds waits for the commit
-        and reads the writer's value.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestTransaction::
-        test_competing_read_transaction
-        """
-        write_transaction_open = threading.Event()
-        release_writer = threading.Event()
-
-        def writing_transaction() -> None:
-            with transaction(
-                key="test_competing_read_transaction",
-                store=result_store,
-                isolation_level=IsolationLevel.SERIALIZABLE,
-                write_on_commit=True,
-            ) as txn:
-                write_transaction_open.set()
-                release_writer.wait(JOIN_TIMEOUT)
-                txn.stage({"foo": "bar"})
-
-        thread = run_in_thread(writing_transaction)
-        assert write_transaction_open.wait(JOIN_TIMEOUT)
-        # let the writer commit only once the reader is (very likely) waiting for it
-        threading.Timer(0.2, release_writer.set).start()
-        with transaction(key="test_competing_read_transaction", store=result_store) as txn:
-            read_result = txn.read()
-        assert read_result is not None
-        assert read_result.result == {"foo": "bar"}
-        join(thread)
-
-    def test_competing_write_transaction(self, result_store: ResultStore) -> None:
-        """Of two SERIALIZABLE writers of one key, the second waits, finds the first's record
-        committed, and writes nothing.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestTransaction::
-        test_competing_write_transaction
-        """
-        transaction_1_open = threading.Event()
-
-        def winning_transaction() -> None:
-            with transaction(
-                key="test_competing_write_transaction",
-                store=result_store,
-                isolation_level=IsolationLevel.SERIALIZABLE,
-                write_on_commit=True,
-            ) as txn:
-                transaction_1_open.set()
-                txn.stage({"foo": "bar"})
-
-        thread = run_in_thread(winning_transaction)
-        assert transaction_1_open.wait(JOIN_TIMEOUT)
-        with transaction(
-            key="test_competing_write_transaction",
-            store=result_store,
-            isolation_level=IsolationLevel.SERIALIZABLE,
-            write_on_commit=True,
-        ) as txn:
-            txn.stage({"fizz": "buzz"})
-        join(thread)
-        record = result_store.read("test_competing_write_transaction")
-        # the first transaction wrote its result; the second did not write on exit
-        assert record.result == {"foo": "bar"}
-
-    def test_competing_read_transaction_async(self, result_store: ResultStore) -> None:
-        """Async: a reader waits for the SERIALIZABLE writer's commit without blocking the
-        event loop the writer runs on.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestAsyncTransaction::
-        test_competing_read_transaction
-        """
-
-        async def scenario() -> Any:
-            write_transaction_open = asyncio.Event()
-
-            async def writing_transaction() -> None:
-                async with atransaction(
-                    key="test_competing_read_transaction",
-                    store=result_store,
-                    isolation_level=IsolationLevel.SERIALIZABLE,
-                    write_on_commit=True,
-                ) as txn:
-                    write_transaction_open.set()
-                    await asyncio.sleep(0.1)
-                    txn.stage({"foo": "bar"})
-
-            writer = asyncio.create_task(writing_transaction())
-            await write_transaction_open.wait()
-            async with atransaction(
-                key="test_competing_read_transaction", store=result_store
-            ) as txn:
-                read_result = await txn.read()
-            await writer
-            return read_result
-
-        assert run_async(scenario).result == {"foo": "bar"}
-
-    def test_competing_write_transaction_async(self, result_store: ResultStore) -> None:
-        """Async: the second SERIALIZABLE writer waits and writes nothing.
-
-        Prefect: tests/test_transactions.py::TestWithResultStore::TestAsyncTransaction::
-        test_competing_write_transaction_async
-        """
-
-        async def scenario() -> Any:
-            transaction_1_open = asyncio.Event()
-
-            async def winning_transaction() -> None:
-                async with atransaction(
-                    key="test_competing_write_transaction",
-                    store=result_store,
-                    isolation_level=IsolationLevel.SERIALIZABLE,
-                    write_on_commit=True,
-                ) as txn:
-                    transaction_1_open.set()
-                    txn.stage({"foo": "bar"})
-
-            winner = asyncio.create_task(winning_transaction())
-            await transaction_1_open.wait()
-            async with atransaction(
-                key="test_competing_write_transaction",
-                store=result_store,
-                isolation_level=IsolationLevel.SERIALIZABLE,
-                write_on_commit=True,
-            ) as txn:
-                txn.stage({"fizz": "buzz"})
-            await winner
-            return await result_store.aread("test_competing_write_transaction")
-
-        assert run_async(scenario).result == {"foo": "bar"}

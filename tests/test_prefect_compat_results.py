@@ -2,10 +2,10 @@
 (PrefectHQ/prefect@ce79dd3), against :mod:`sqlresults.results`.
 
 Each test names the Prefect test it mirrors; store tests run on SQLite and PostgreSQL
-(``store``, ``clocked_store``, or ``default_store``, which points the default store at the
-backend under test). Where sqlresults differs on purpose, the test asserts our behaviour and
-names the difference, which the README's "Differences from Prefect" table lists. Expiry
-follows the fake ``clock`` instead of Prefect's ``advance_time``.
+(``store``, ``clocked_store``, or ``default_store`` of conftest.py, which points the default
+store at the backend under test). Where sqlresults differs on purpose, the test asserts our
+behaviour and names the difference, which the README's "Differences from Prefect" table lists.
+Expiry follows the fake ``clock`` instead of Prefect's ``advance_time``.
 
 Most of Prefect's file is about flows and tasks; sqlresults has no ``@flow`` or ``@task`` yet (the
 task layer is a later issue). Where such a test checks what a store or a module function
@@ -60,14 +60,6 @@ from sqlresults.results import (
     should_persist_result,
 )
 from sqlresults.serializers import JSONSerializer, PickleSerializer
-
-
-@pytest.fixture
-def default_store(database_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the default store (``ResultStore()``) at the backend under test, in this test's own
-    namespace, as Prefect's tests point the default storage at a temporary directory."""
-    monkeypatch.setenv("SQLRESULTS_DATABASE_URL", database_url)
-    monkeypatch.setenv("SQLRESULTS_NAMESPACE", namespace)
 
 
 def in_seconds(clock: FakeClock, seconds: float) -> datetime:

@@ -106,6 +106,11 @@ def dog(some_param: str) -> int:
 """
 
 
+def roundtrip(serializer: Serializer, data: Any) -> Any:
+    """What ``data`` comes back as through ``serializer``'s dumps and then loads."""
+    return serializer.loads(serializer.dumps(data))
+
+
 def exceptions_equal(a: BaseException, b: BaseException) -> bool:
     """Prefect's ``exceptions_equal``: same type and same arguments."""
     return type(a) is type(b) and a.args == b.args
@@ -237,9 +242,7 @@ class TestPickleSerializer:
 
         Prefect: tests/test_serializers.py::TestPickleSerializer::test_simple_roundtrip
         """
-        serializer = PickleSerializer()
-        serialized = serializer.dumps(data)
-        assert serializer.loads(serialized) == data
+        assert roundtrip(PickleSerializer(), data) == data
 
     @pytest.mark.parametrize("data", EXCEPTION_TEST_CASES)
     def test_exception_roundtrip(self, data: BaseException) -> None:
@@ -247,9 +250,7 @@ class TestPickleSerializer:
 
         Prefect: tests/test_serializers.py::TestPickleSerializer::test_exception_roundtrip
         """
-        serializer = PickleSerializer()
-        serialized = serializer.dumps(data)
-        assert exceptions_equal(serializer.loads(serialized), data)
+        assert exceptions_equal(roundtrip(PickleSerializer(), data), data)
 
     @pytest.mark.parametrize("data", SERIALIZER_TEST_CASES)
     def test_simple_roundtrip_with_builtin_pickle(self, data: Any) -> None:
@@ -258,9 +259,7 @@ class TestPickleSerializer:
         Prefect: tests/test_serializers.py::TestPickleSerializer::
         test_simple_roundtrip_with_builtin_pickle
         """
-        serializer = PickleSerializer(picklelib="pickle")
-        serialized = serializer.dumps(data)
-        assert serializer.loads(serialized) == data
+        assert roundtrip(PickleSerializer(picklelib="pickle"), data) == data
 
     def test_picklelib_must_be_string(self) -> None:
         """picklelib takes a module name, not a module.
@@ -313,9 +312,7 @@ class TestJSONSerializer:
 
         Prefect: tests/test_serializers.py::TestJSONSerializer::test_simple_roundtrip
         """
-        serializer = JSONSerializer()
-        serialized = serializer.dumps(data)
-        assert serializer.loads(serialized) == data
+        assert roundtrip(JSONSerializer(), data) == data
 
     @pytest.mark.parametrize("data", EXCEPTION_TEST_CASES)
     def test_exception_roundtrip(self, data: BaseException) -> None:
@@ -323,9 +320,7 @@ class TestJSONSerializer:
 
         Prefect: tests/test_serializers.py::TestJSONSerializer::test_exception_roundtrip
         """
-        serializer = JSONSerializer()
-        serialized = serializer.dumps(data)
-        assert exceptions_equal(serializer.loads(serialized), data)
+        assert exceptions_equal(roundtrip(JSONSerializer(), data), data)
 
     @pytest.mark.parametrize(
         "data",
@@ -343,9 +338,7 @@ class TestJSONSerializer:
         Prefect: tests/test_serializers.py::TestJSONSerializer::
         test_simple_roundtrip_with_complex_bytes
         """
-        serializer = JSONSerializer()
-        serialized = serializer.dumps(data)
-        assert serializer.loads(serialized) == data
+        assert roundtrip(JSONSerializer(), data) == data
 
     def test_allows_orjson(self) -> None:
         """orjson without hooks round-trips.
@@ -605,9 +598,7 @@ class TestCompressedSerializer:
 
         Prefect: tests/test_serializers.py::TestCompressedSerializer::test_simple_roundtrip
         """
-        serializer = CompressedSerializer(serializer="pickle")
-        serialized = serializer.dumps(data)
-        assert serializer.loads(serialized) == data
+        assert roundtrip(CompressedSerializer(serializer="pickle"), data) == data
 
     @pytest.mark.parametrize("lib", ["bz2", "lzma", "zlib"])
     def test_allows_stdlib_compression_libraries(self, lib: str) -> None:

@@ -12,8 +12,8 @@ with its password masked.
 
 from __future__ import annotations
 
-# Importing the command modules registers their commands on the group.
-from sqlresults.cli import doctor, maintenance, migrate, records, show, transfer  # noqa: F401
+# The command modules are imported by the group when a command is used (``_app.COMMANDS``):
+# importing one registers its commands on the group.
 from sqlresults.cli._app import cli, main
 
 __all__ = ["cli", "main"]

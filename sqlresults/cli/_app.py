@@ -14,25 +14,31 @@ Conventions (DESIGN.md §10 "CLI"):
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
-from sqlresults.database import Database
 from sqlresults.errors import (
     InvalidArgumentError,
     RecordNotFoundError,
     SQLResultsError,
 )
-from sqlresults.settings import get_settings
-from sqlresults.validation import check_namespace
+
+if TYPE_CHECKING:
+    # Imported where used, else every call of the command, ``--help`` included, would pay for
+    # rich, SQLAlchemy and pydantic-settings up front.
+    from rich.console import Console
+
+    from sqlresults.database import Database
 
 __all__ = [
     "EXIT_FAILURE",
@@ -97,13 +103,25 @@ class Env:
     def __init__(self) -> None:
         self.url: str | None = None
         self.namespace: str | None = None
-        self.out = _console(stderr=False)
-        self.err = _console(stderr=True)
         self._database: Database | None = None
+
+    # The consoles (and rich) are made on first use, not when the group parses its options:
+    # ``--help`` and ``--version`` never import rich.
+    @functools.cached_property
+    def out(self) -> Console:
+        """The console of results (stdout)."""
+        return _console(stderr=False)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """The console of prompts, warnings and progress (stderr)."""
+        return _console(stderr=True)
 
     @property
     def resolved_url(self) -> str:
         """``--url``, else ``SQLRESULTS_DATABASE_URL``, else the default SQLite file."""
+        from sqlresults.settings import get_settings
+
         return self.url if self.url is not None else get_settings().url
 
     def resolved_namespace(self) -> str:
@@ -112,6 +130,9 @@ class Env:
         Raises:
             InvalidArgumentError: Not a usable namespace.
         """
+        from sqlresults.settings import get_settings
+        from sqlresults.validation import check_namespace
+
         namespace = self.namespace if self.namespace is not None else get_settings().namespace
         return check_namespace(namespace)
 
@@ -128,6 +149,8 @@ class Env:
             ConfigurationError: The URL cannot be used.
         """
         if self._database is None:
+            from sqlresults.database import Database
+
             database = Database(self.resolved_url, auto_migrate=False)
             click.get_current_context().call_on_close(database.close)
             self._database = database
@@ -140,9 +163,24 @@ class Env:
         return self._database
 
 
+@functools.cache
+def _console_class() -> type[Console]:
+    """rich's console, except that a reader closing the pipe is left to :class:`_Group`
+    (rich would exit with status 1 itself). Made on first use: rich is imported only by a
+    command that prints through it."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """Raise BrokenPipeError, for :class:`_Group` to end the command with status 0."""
+            raise BrokenPipeError
+
+    return _Console
+
+
 def _console(*, stderr: bool) -> Console:
     # soft_wrap: a long line (a URL, a path) stays one line; tables still fit the width.
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = _console_class()(stderr=stderr, highlight=False, soft_wrap=True)
     if not console.is_terminal:
         # Piped or redirected: rows as wide as their content, up to a generous limit.
         console.width = _PIPE_WIDTH
@@ -185,14 +223,124 @@ def common_options(command: F) -> F:
     return _url_option(_namespace_option(command))
 
 
+# Every command: the module of this package that defines it, and the first paragraph of its
+# help (what ``sqlresults --help`` shortens into its one-line summary). The module is imported
+# only when the command runs, or shows its own help: ``sqlresults --help`` imports none of them,
+# and ``sqlresults ls`` only the one it needs. Checked against the commands by the tests.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": (
+        "doctor",
+        "Check the URL, driver, schema, SQLite journal mode and permissions, PostgreSQL grants "
+        "and clock skew, and say what to fix (exit status 1 when something needs fixing).",
+    ),
+    "explain": (
+        "show",
+        "Explain a record's key: the task, the components of its key with their fingerprints, "
+        'and the nearest other record of the task with what differs ("why did this call miss?").',
+    ),
+    "export": (
+        "transfer",
+        "Write each record to DIRECTORY/<key> as Prefect's JSON envelope (Prefect's "
+        "local-storage layout), streaming, without deserializing anything.",
+    ),
+    "import": (
+        "transfer",
+        "Store each file under DIRECTORY (Prefect's local-storage layout: JSON envelopes named "
+        "by key) as a record, without deserializing anything; expired ones are skipped.",
+    ),
+    "locks": (
+        "maintenance",
+        "List locks: key, holder, since when, lease left and fence (dead rows too, marked).",
+    ),
+    "ls": (
+        "records",
+        "List records: key, size, serializer, times, lock holder and task (payloads are never "
+        "read).",
+    ),
+    "migrate": (
+        "migrate",
+        "Create or upgrade the schema to the newest revision (the admin's entry point).",
+    ),
+    "rm": (
+        "records",
+        "Delete the records KEY... (or those with --prefix; --expired: only expired ones).",
+    ),
+    "show": (
+        "show",
+        "Show a record: metadata, seals (checksum, signature), lock, provenance and a safe "
+        "preview of its value (expired records too).",
+    ),
+    "stats": (
+        "maintenance",
+        "Records, payload bytes, by serializer and namespace, expired records waiting for a "
+        "sweep, locks, schema revision and database size (SQLite: log size and pages too).",
+    ),
+    "sweep": (
+        "maintenance",
+        "Delete expired records and dead lock rows (whose lease ended), and count both.",
+    ),
+    "unlock": (
+        "maintenance",
+        "Remove the lock on KEY, whoever holds it (--force is required): for a holder that is "
+        "gone while its lease runs on. If it is still running, its commit is refused "
+        "(LeaseLostError) rather than overwrite newer work.",
+    ),
+    "vacuum": (
+        "maintenance",
+        "Give freed space back (SQLite: VACUUM and truncate the log; PostgreSQL: VACUUM "
+        "sqlresults' tables), with the bytes before and after.",
+    ),
+}
+
+
 class _Group(click.Group):
-    """A group whose commands' errors become one line and an exit status, not a traceback."""
+    """The command group: loads each command's module on first use (see :data:`COMMANDS`), and
+    turns the commands' errors into one line and an exit status, not a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, loaded or not, sorted."""
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module (which registers it) the first time;
+        None for an unknown name."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The help's list of commands, each with its one-line summary, made from
+        :data:`COMMANDS` for a command not loaded yet (click's own would import them all)."""
+        commands = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                # A stand-in with the command's help: click shortens it the same way.
+                command = click.Command(name, help=COMMANDS[name][1])
+            if not command.hidden:
+                commands.append((name, command))
+        if not commands:
+            return
+        # As click does: the summaries get the width left after the longest name.
+        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+        with formatter.section("Commands"):
+            formatter.write_dl(
+                [(name, command.get_short_help_str(limit)) for name, command in commands]
+            )
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader has what it wanted (`sqlresults ls | head`): stop quietly with
+            # status 0, as ripgrep does, so that a pipeline under `set -o pipefail` goes on.
+            # stdout now leads nowhere, so that the interpreter's final flush cannot fail.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise click.exceptions.Exit(0) from None
         except (SQLResultsError, OSError) as exc:
             raise _error_for(exc) from exc
 
