@@ -8,7 +8,8 @@ never touches the parent's connections: they are set aside unclosed (closing the
 the parent's session) and the child opens its own. A SQLite file deleted or replaced while open is
 noticed after the next write (one ``os.stat``; reads check every 50 ms at most): that thread's
 connection is dropped and the operation raises rather than acknowledge a write the file at the
-path will never hold.
+path will never hold. Coroutines on PostgreSQL use connections of their own, on psycopg's asyncio
+driver (:mod:`sqlresults.async_database`); on SQLite they run these methods in worker threads.
 
 Errors. Driver and SQLAlchemy exceptions are translated into :mod:`sqlresults.errors` here and
 nowhere else. "Busy" errors (SQLite's write lock, PostgreSQL serialization failures and
@@ -184,6 +185,9 @@ class Database:
         # Closes pooled connections when the Database is garbage collected without close().
         weakref.finalize(self, self.engine.dispose)
         self._anchor = self._open_connection() if self.dialect.is_memory else None
+        # The asyncio path on PostgreSQL, made on first use by
+        # :func:`sqlresults.async_database.async_database` (never pickled: per process).
+        self._aio: Any = None
         _live_databases.add(self)
 
     # -- identity --------------------------------------------------------------------------
@@ -614,6 +618,8 @@ class Database:
                 proxy.invalidate()
         if not self._per_thread:
             self.engine.dispose()
+        if self._aio is not None:
+            self._aio.discard()  # a server that dropped one session likely dropped them all
 
     def close(self) -> None:
         """Close this thread's connection and the engine's pool.
@@ -628,11 +634,16 @@ class Database:
         if proxy is not None:
             proxy.close()
         self.engine.dispose()
+        if self._aio is not None:
+            self._aio.discard()
 
     def _after_fork_in_child(self) -> None:
         _inherited_connections.append(self._local)
         self._local = threading.local()
         self.engine.dispose(close=False)
+        # The parent's asyncio connections too: closing them would end the parent's sessions.
+        _inherited_connections.append(self._aio)
+        self._aio = None
 
     def _create_engine(self) -> Engine:
         try:
@@ -866,6 +877,16 @@ class Database:
                 f"version needs {SCHEMA_REVISION}). Upgrade it with: sqlresults migrate"
             )
         migrations.upgrade(self)
+
+    def accept_schema_revision(self, revision: str | None) -> bool:
+        """Record that the schema was found at ``revision`` by a check made elsewhere (the
+        asyncio path reads the revision on its own connections); True if that is the revision
+        this version needs, and no further check is made. Otherwise nothing changes, and
+        :meth:`ensure_schema` decides what to do."""
+        if revision != SCHEMA_REVISION:
+            return False
+        self._schema_ready = True
+        return True
 
     def forget_schema_state(self) -> None:
         """Make the next operation check the schema again (after a migration)."""

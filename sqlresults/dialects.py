@@ -215,6 +215,33 @@ class Dialect:
                 if notification.payload == payload:
                     return
 
+    @property
+    def has_async_driver(self) -> bool:
+        """Whether the driver has asyncio connections (:meth:`async_connect`): psycopg's
+        ``AsyncConnection`` on PostgreSQL. SQLite has none worth the name (aiosqlite runs the
+        sync driver in a thread), so its async callers keep worker threads."""
+        return not self.is_sqlite
+
+    async def async_connect(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Open an asyncio connection in autocommit mode (as :meth:`configure_connection`
+        sets the sync ones), with the arguments SQLAlchemy's dialect made for the sync driver.
+
+        Raises:
+            ConfigurationError: The dialect has no asyncio driver.
+        """
+        if not self.has_async_driver:
+            raise ConfigurationError(f"{self.name} has no asyncio driver.")
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(*args, autocommit=True, **kwargs)
+
+    async def notification_payloads(self, async_connection: Any) -> Any:
+        """Yield the payload of each notification an asyncio connection that LISTENs
+        receives, as they arrive (an async generator; it ends with an error when the
+        connection drops)."""
+        async for notification in async_connection.notifies():
+            yield notification.payload
+
     def begin_write_sql(self) -> str:
         """The statement that opens a transaction which may write.
 

@@ -29,10 +29,11 @@ import asyncio
 import enum
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-from sqlresults import queries
+from sqlresults import async_locking, queries
+from sqlresults.async_database import async_database
 from sqlresults.backoff import Backoff
 from sqlresults.database import Database, resolve_database
 from sqlresults.dialects import release_payload
@@ -202,9 +203,43 @@ class SQLLockManager:
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        """Async form of :meth:`acquire_lock`; waiting does not block the event loop."""
-        attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
-        return await self._apoll(key, attempt, lambda: not self.is_locked(key), wait)
+        """Async form of :meth:`acquire_lock`; waiting does not block the event loop.
+
+        On PostgreSQL it holds no thread: statements are awaited on asyncio connections and
+        the wait sleeps until the release is announced, the holder's lease ends or a fallback
+        poll (:mod:`sqlresults.async_locking`). On SQLite (no asyncio driver) each check runs
+        in a worker thread, between plain sleeps.
+        """
+        aio = async_database(self.database)
+        if aio is None:
+            attempt, wait = self._acquire_attempt(key, holder, acquire_timeout, hold_timeout)
+            return await self._apoll(key, attempt, lambda: not self.is_locked(key), wait)
+        params, wait = self._acquire_params(key, holder, acquire_timeout, hold_timeout)
+        scope = self._scope
+
+        def granted(fence: int) -> None:
+            _FENCES.remember(scope, key, holder, fence)
+
+        attempt_async = async_locking.acquire_attempt(aio, params, granted)
+        outage = _Outage(self.database, key)
+        return await async_locking.wait_until_free(
+            aio, self.namespace, key, wait, outage, attempt_async
+        )
+
+    def _acquire_params(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None,
+        hold_timeout: float | None,
+    ) -> tuple[dict[str, Any], Backoff]:
+        params = {
+            "ns": self.namespace,
+            "key": check_key(key),
+            "holder": check_holder(holder),
+            "hold": self._lease(hold_timeout),
+        }
+        return params, _lock_backoff(check_timeout(acquire_timeout, "acquire_timeout"))
 
     def _acquire_attempt(
         self,
@@ -213,13 +248,7 @@ class SQLLockManager:
         acquire_timeout: float | None,
         hold_timeout: float | None,
     ) -> tuple[Callable[[], bool], Backoff]:
-        params = {
-            "ns": self.namespace,
-            "key": check_key(key),
-            "holder": check_holder(holder),
-            "hold": self._lease(hold_timeout),
-        }
-        wait = _lock_backoff(check_timeout(acquire_timeout, "acquire_timeout"))
+        params, wait = self._acquire_params(key, holder, acquire_timeout, hold_timeout)
         database = self.database
 
         def attempt() -> bool:
@@ -255,6 +284,21 @@ class SQLLockManager:
         _FENCES.forget(self._scope, key, holder)
         if not released:
             self._raise_if_held_by_other(key, holder)
+
+    async def _arelease_lock(self, key: str, holder: str) -> None:
+        """Async form of :meth:`release_lock` (for async transactions): awaited on
+        PostgreSQL, in a worker thread on SQLite."""
+        aio = async_database(self.database)
+        if aio is None:
+            await asyncio.to_thread(self.release_lock, key, holder)
+            return
+        params = self._params(key, holder)
+        released = await aio.fetchone(queries.lock_release, params) is not None
+        _FENCES.forget(self._scope, key, holder)
+        if not released:
+            row = await aio.fetchone(queries.lock_state, {"ns": self.namespace, "key": key})
+            if row is not None and row[0] != holder:
+                raise LockNotHeldError(key, holder)
 
     def renew_lock(self, key: str, holder: str, hold_timeout: float | None = None) -> bool:
         """Extend ``holder``'s lease on ``key`` to ``hold_timeout`` seconds from now.
@@ -329,10 +373,16 @@ class SQLLockManager:
         return self._poll(key, lambda: not self.is_locked(key), lambda: True, wait)
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        """Async form of :meth:`wait_for_lock`."""
+        """Async form of :meth:`wait_for_lock`: on PostgreSQL it holds no thread and wakes at
+        the release's announcement or the holder's lease end (see :meth:`aacquire_lock`); on
+        SQLite it checks from worker threads."""
         check_key(key)
         wait = _lock_backoff(check_timeout(timeout, "timeout"))
-        return await self._apoll(key, lambda: not self.is_locked(key), lambda: True, wait)
+        aio = async_database(self.database)
+        if aio is None:
+            return await self._apoll(key, lambda: not self.is_locked(key), lambda: True, wait)
+        outage = _Outage(self.database, key)
+        return await async_locking.wait_until_free(aio, self.namespace, key, wait, outage)
 
     def _poll(
         self,
@@ -369,8 +419,8 @@ class SQLLockManager:
         worth_trying: Callable[[], bool],
         wait: Backoff,
     ) -> bool:
-        """Async form of :meth:`_poll`: database calls run in a worker thread, and pauses are
-        plain sleeps (no LISTEN connection is held by a coroutine)."""
+        """Async form of :meth:`_poll` for SQLite, which has no asyncio driver: database calls
+        run in a worker thread, and pauses are plain sleeps."""
         outage = _Outage(self.database, key)
         if await asyncio.to_thread(outage.check, attempt):
             return True
@@ -423,20 +473,35 @@ class _Outage:
         try:
             result = condition()
         except StorageUnavailableError as exc:
-            if not self._database.is_outage(exc):
-                raise
-            if self._since is None:
-                self._since = started
-            self._error = exc
-            lasted = time.monotonic() - self._since
-            if lasted >= self._database.busy_timeout:
-                raise StorageUnavailableError(
-                    f"{exc} A wait for the lock on {self._key!r} gave up after the database "
-                    f"stayed unreachable for {lasted:.3g} s (SQLRESULTS_BUSY_TIMEOUT)."
-                ) from exc
-            return False
+            return self._failed(exc, started)
         self._since = self._error = None
         return result
+
+    async def acheck(self, condition: Callable[[], Awaitable[bool]]) -> bool:
+        """Async form of :meth:`check`: ``condition`` is awaited."""
+        started = time.monotonic()
+        try:
+            result = await condition()
+        except StorageUnavailableError as exc:
+            return self._failed(exc, started)
+        self._since = self._error = None
+        return result
+
+    def _failed(self, exc: StorageUnavailableError, started: float) -> bool:
+        """A check that started at ``started`` failed with ``exc``: False while the outage
+        lasts less than ``busy_timeout``, else raise."""
+        if not self._database.is_outage(exc):
+            raise exc
+        if self._since is None:
+            self._since = started
+        self._error = exc
+        lasted = time.monotonic() - self._since
+        if lasted >= self._database.busy_timeout:
+            raise StorageUnavailableError(
+                f"{exc} A wait for the lock on {self._key!r} gave up after the database "
+                f"stayed unreachable for {lasted:.3g} s (SQLRESULTS_BUSY_TIMEOUT)."
+            ) from exc
+        return False
 
     def timed_out(self) -> bool:
         """What a wait returns when its timeout has run out: False, "still locked".

@@ -360,8 +360,10 @@ def lock_renew(dialect: Dialect, now: ColumnElement[float]) -> Executable:
 
 
 def lock_state(dialect: Dialect, now: ColumnElement[float]) -> Executable:
-    """The holder of the unexpired lock on the key (no row when the key is free)."""
-    return select(locks.c.holder, locks.c.fence).where(
+    """The holder of the unexpired lock on the key, its fence and the seconds left of its
+    lease (no row when the key is free). A waiter wakes at the lease's end: expiry is announced
+    by nobody."""
+    return select(locks.c.holder, locks.c.fence, locks.c.expires - now).where(
         locks.c.namespace == _ns, locks.c.key == _key, locks.c.expires > now
     )
 

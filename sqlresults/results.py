@@ -33,7 +33,8 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from sqlresults import queries
+from sqlresults import async_results, queries
+from sqlresults.async_database import async_database
 from sqlresults.context import current_flow_run, current_task_run
 from sqlresults.database import Database, WriteTransaction, parse_url, resolve_database
 from sqlresults.dialects import Dialect
@@ -225,8 +226,13 @@ class ResultStore:
         return database.fetchone(queries.record_exists, params) is not None
 
     async def aexists(self, key: str) -> bool:
-        """Async form of :meth:`exists`."""
-        return await asyncio.to_thread(self.exists, key)
+        """Async form of :meth:`exists`: awaited on PostgreSQL, in a worker thread on
+        SQLite."""
+        aio = async_database(self.result_storage)
+        if aio is None:
+            return await asyncio.to_thread(self.exists, key)
+        params = {"ns": self.namespace, "key": check_key(key)}
+        return await aio.fetchone(queries.record_exists, params) is not None
 
     # -- read ------------------------------------------------------------------------------
 
@@ -285,12 +291,40 @@ class ResultStore:
             if self._must_wait_for_lock(key, row[7], holder):
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not self.lock_manager.wait_for_lock(key, remaining):
-                    raise LockTimeoutError(
-                        f"Result record {key!r} is locked by another holder (a computation is in "
-                        f"progress) and was not released within {timeout:g} s."
-                    )
+                    raise self._lock_timeout_error(key, timeout)
                 continue
             break
+        return self._record_from_row(key, row, cached, include_expired)
+
+    @staticmethod
+    def _lock_timeout_error(key: str, timeout: float | None) -> LockTimeoutError:
+        return LockTimeoutError(
+            f"Result record {key!r} is locked by another holder (a computation is in "
+            f"progress) and was not released within {timeout:g} s."
+        )
+
+    @property
+    def _has_async_path(self) -> bool:
+        """Whether the async methods await the database (PostgreSQL) rather than run the sync
+        ones in worker threads (SQLite, or locks kept by a foreign lock manager, whose sync
+        methods the sync path calls)."""
+        return self._locks_in_database and async_database(self.result_storage) is not None
+
+    def _record_from_row(
+        self,
+        key: str,
+        row: tuple[Any, ...],
+        cached: ResultRecord[Any] | None,
+        include_expired: bool,
+    ) -> ResultRecord[Any]:
+        """The record a ``record_fetch`` or ``record_read`` row holds: checked (checksum,
+        signature) before it is deserialized, or ``cached`` when the row confirms its version.
+
+        Raises:
+            RecordNotFoundError: No record, or only an expired one.
+            IntegrityError: The record fails its checksum or signature.
+            SerializationError: The payload cannot be deserialized.
+        """
         payload, spec, checksum, signature, expires, version, expired, _, provenance_json = row
         del row  # the payload may be large: hold one reference, dropped before deserializing
         if version is None:
@@ -350,8 +384,16 @@ class ResultStore:
         include_expired: bool = False,
         lock_timeout: float | None = None,
     ) -> ResultRecord[Any]:
-        """Async form of :meth:`read`; waiting for a lock does not block the event loop."""
+        """Async form of :meth:`read`; waiting for a lock does not block the event loop.
+
+        On PostgreSQL it holds no thread (:mod:`sqlresults.async_results`); a payload over
+        :data:`~sqlresults.async_results.OFFLOAD_BYTES` is checked and deserialized in a
+        worker thread, so the loop is not stalled by it. On SQLite (no asyncio driver)
+        :meth:`read` runs in a worker thread.
+        """
         holder = holder or self.generate_default_holder()
+        if self._has_async_path:
+            return await async_results.aread(self, key, holder, include_expired, lock_timeout)
         return await asyncio.to_thread(
             self.read, key, holder, include_expired=include_expired, lock_timeout=lock_timeout
         )
@@ -437,9 +479,15 @@ class ResultStore:
         *,
         provenance: Provenance | None = None,
     ) -> None:
-        """Async form of :meth:`write`."""
+        """Async form of :meth:`write`: awaited on PostgreSQL (a payload over
+        :data:`~sqlresults.async_results.OFFLOAD_BYTES` is sealed in a worker thread), in a
+        worker thread on SQLite."""
         holder = holder or self.generate_default_holder()
-        await asyncio.to_thread(self.write, obj, key, expiration, holder, provenance=provenance)
+        if not self._has_async_path:
+            await asyncio.to_thread(self.write, obj, key, expiration, holder, provenance=provenance)
+            return
+        record = self.create_result_record(obj, key, expiration, provenance=provenance)
+        await async_results.apersist(self, record, holder)
 
     def persist_result_record(
         self,
@@ -514,11 +562,31 @@ class ResultStore:
     ) -> int:
         """Seal and upsert a payload under ``key``; return the new version (see
         :meth:`persist_result_record` for the lock rules)."""
-        spec = self._spec_json(metadata.serializer)
         locks_in_database = self._locks_in_database
         if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
-        database = self.result_storage
+        params = self._sealed(key, payload, metadata, holder, locks_in_database)
+        del payload
+        version = int(params["version"])
+        if release_lock and locks_in_database:
+            return self._release_and_write(key, holder, params)
+        if not self.result_storage.execute(queries.record_upsert, params):
+            raise self._refusal(key, holder, params["fence"])
+        if release_lock:
+            self.lock_manager.release_lock(key, holder)
+        return version
+
+    def _sealed(
+        self,
+        key: str,
+        payload: bytes,
+        metadata: ResultRecordMetadata,
+        holder: str,
+        locks_in_database: bool,
+    ) -> dict[str, Any]:
+        """The parameters of the upsert of ``payload`` under ``key``: sealed (checksum, and
+        signature when a signing key is set), with a new version and the holder's fence."""
+        spec = self._spec_json(metadata.serializer)
         expires = None if metadata.expiration is None else metadata.expiration.timestamp()
         provenance = None if metadata.provenance is None else metadata.provenance.model_dump_json()
         # The fence of the lock this holder took here, if any: the write is then allowed only
@@ -543,14 +611,7 @@ class ResultStore:
             "holder": holder,
             "fence": fence,
         }
-        del payload
-        if release_lock and locks_in_database:
-            return self._release_and_write(key, holder, params)
-        if not database.execute(queries.record_upsert, params):
-            raise self._refusal(key, holder, fence)
-        if release_lock:
-            self.lock_manager.release_lock(key, holder)
-        return version
+        return params
 
     def _release_and_write(self, key: str, holder: str, params: dict[str, Any]) -> int:
         """Release ``holder``'s lock and write the record in one database transaction; return
@@ -600,11 +661,22 @@ class ResultStore:
         return manager.held_fence(key, holder) if isinstance(manager, SQLLockManager) else None
 
     async def apersist_result_record(
-        self, result_record: ResultRecord[Any], holder: str | None = None
+        self,
+        result_record: ResultRecord[Any],
+        holder: str | None = None,
+        *,
+        release_lock: bool = False,
     ) -> None:
-        """Async form of :meth:`persist_result_record`."""
+        """Async form of :meth:`persist_result_record`: awaited on PostgreSQL (a payload over
+        :data:`~sqlresults.async_results.OFFLOAD_BYTES` is sealed in a worker thread), in a
+        worker thread on SQLite."""
         holder = holder or self.generate_default_holder()
-        await asyncio.to_thread(self.persist_result_record, result_record, holder)
+        if not self._has_async_path:
+            await asyncio.to_thread(
+                self.persist_result_record, result_record, holder, release_lock=release_lock
+            )
+            return
+        await async_results.apersist(self, result_record, holder, release_lock=release_lock)
 
     def _spec_json(self, serializer: Serializer) -> str:
         # Serializers are frozen, so the spec of the one used last can be reused as is.
@@ -656,9 +728,12 @@ class ResultStore:
         return False
 
     async def adelete(self, key: str, holder: str | None = None) -> bool:
-        """Async form of :meth:`delete`."""
+        """Async form of :meth:`delete`: awaited on PostgreSQL, in a worker thread on
+        SQLite."""
         holder = holder or self.generate_default_holder()
-        return await asyncio.to_thread(self.delete, key, holder)
+        if not self._has_async_path:
+            return await asyncio.to_thread(self.delete, key, holder)
+        return await async_results.adelete(self, key, holder)
 
     def keys(self, prefix: str | None = None) -> Iterator[str]:
         """Yield the keys of unexpired records in key order, optionally only those starting
@@ -788,6 +863,16 @@ class ResultStore:
             acquire_timeout=timeout,
             hold_timeout=hold_timeout,
         )
+
+    async def _arelease_lock(self, key: str, holder: str | None = None) -> None:
+        """Async form of :meth:`release_lock` (for async transactions): awaited on PostgreSQL,
+        in a worker thread elsewhere."""
+        holder = holder or self.generate_default_holder()
+        manager = self.lock_manager
+        if isinstance(manager, SQLLockManager):
+            await manager._arelease_lock(key, holder)
+        else:
+            await asyncio.to_thread(manager.release_lock, key, holder)
 
     def release_lock(self, key: str, holder: str | None = None) -> None:
         """Release ``holder``'s lock on ``key``; a key nobody holds is a no-op.

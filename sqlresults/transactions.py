@@ -474,6 +474,26 @@ class BaseTransaction:
             yield from child._with_descendants()
 
     def _write_staged_value(self, store: ResultStore, key: str) -> None:
+        record, lease = self._staged_record(store, key)
+        try:
+            store.persist_result_record(record, holder=self._holder, release_lock=lease is not None)
+        except BaseException as exc:
+            self._after_failed_write(lease, exc)
+            raise
+
+    async def _awrite_staged_value(self, store: ResultStore, key: str) -> None:
+        """Async form of :meth:`_write_staged_value` (awaited on PostgreSQL)."""
+        record, lease = self._staged_record(store, key)
+        try:
+            await store.apersist_result_record(
+                record, holder=self._holder, release_lock=lease is not None
+            )
+        except BaseException as exc:
+            self._after_failed_write(lease, exc)
+            raise
+
+    def _staged_record(self, store: ResultStore, key: str) -> tuple[ResultRecord[Any], Any]:
+        """The record to write, and the lease it is written under (its renewals stopped)."""
         staged = self._staged_value
         record = (
             staged
@@ -483,15 +503,14 @@ class BaseTransaction:
         lease, self._lease = self._lease, None
         if lease is not None:
             lease.stop()
-        try:
-            store.persist_result_record(record, holder=self._holder, release_lock=lease is not None)
-        except LeaseLostError:
-            raise  # nothing was written, and the lock is not ours to keep or release
-        except BaseException:
-            # Nothing was written and the lock is still ours: keep it until rollback releases it.
-            if lease is not None:
-                self._lease = lease.restart()
-            raise
+        return record, lease
+
+    def _after_failed_write(self, lease: Any, exc: BaseException) -> None:
+        if isinstance(exc, LeaseLostError):
+            return  # nothing was written, and the lock is not ours to keep or release
+        # Nothing was written and the lock is still ours: keep it until rollback releases it.
+        if lease is not None:
+            self._lease = lease.restart()
 
     def _release_lock(self) -> None:
         """Release the lock if this transaction still holds it; never twice."""
@@ -502,8 +521,22 @@ class BaseTransaction:
         try:
             lease.store.release_lock(lease.key, holder=self._holder)
         except LockError as exc:
-            # Our lease ran out and another holder took the key: theirs now; leave it be.
-            self.logger.warning("Lock on key %r was lost before release: %s", lease.key, exc)
+            self._lost_before_release(lease.key, exc)
+
+    async def _arelease_lock(self) -> None:
+        """Async form of :meth:`_release_lock` (awaited on PostgreSQL)."""
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        lease.stop()
+        try:
+            await lease.store._arelease_lock(lease.key, holder=self._holder)
+        except LockError as exc:
+            self._lost_before_release(lease.key, exc)
+
+    def _lost_before_release(self, key: str, exc: LockError) -> None:
+        # Our lease ran out and another holder took the key: theirs now; leave it be.
+        self.logger.warning("Lock on key %r was lost before release: %s", key, exc)
 
     def _log_hook(self, hook: Hook, kind: str, done: bool) -> None:
         if not getattr(hook, "log_on_run", True):
@@ -718,7 +751,8 @@ class _WriteStagedValue(Effect):
         self.txn._write_staged_value(self.store, self.key)
 
     async def arun(self) -> None:
-        await asyncio.to_thread(self.run)
+        # Awaited on PostgreSQL; in a worker thread on SQLite (see ResultStore.apersist_...).
+        await self.txn._awrite_staged_value(self.store, self.key)
 
 
 class _ReleaseLock(Effect):
@@ -729,8 +763,7 @@ class _ReleaseLock(Effect):
         self.txn._release_lock()
 
     async def arun(self) -> None:
-        if self.txn._lease is not None:
-            await asyncio.to_thread(self.run)
+        await self.txn._arelease_lock()
 
 
 class _RunHook(Effect):

@@ -28,6 +28,7 @@ from sqlalchemy.sql.expression import Executable
 from threads import JOIN_TIMEOUT, join, run_in_thread, wait_until
 
 from sqlresults import locking, queries
+from sqlresults.async_database import async_database
 from sqlresults.backoff import Backoff
 from sqlresults.database import Database
 from sqlresults.dialects import Dialect
@@ -1144,6 +1145,21 @@ class StatementWatch:
                 raise
 
         monkeypatch.setattr(database, "fetchone", fetchone)
+        # Async waits on PostgreSQL run their statements on the asyncio path.
+        aio = async_database(database)
+        if aio is not None:
+            original_async = aio.fetchone
+
+            async def afetchone(query: Any, params: Any) -> Any:
+                if query is queries.lock_state:
+                    self.polled.set()
+                try:
+                    return await original_async(query, params)
+                except StorageUnavailableError:
+                    self.failures += 1
+                    raise
+
+            monkeypatch.setattr(aio, "fetchone", afetchone)
 
 
 def wait_into_an_outage(
@@ -1190,7 +1206,7 @@ class TestWaitsSurviveEndedSessions:
     def test_an_async_waiter_reconnects_and_goes_on_waiting(
         self, wait: str, postgres_url: str, namespace: str, own_sessions: OwnSessions
     ) -> None:
-        """aacquire_lock and await_for_lock (which poll from worker threads) have every
+        """aacquire_lock and await_for_lock (awaited on asyncio connections) have every
         session ended mid-wait: the next poll reconnects, and the waiter gets the lock (or
         sees the key free) once the holder releases it."""
         end_sessions_mid_wait(wait, postgres_url, namespace, own_sessions, own_sessions.pids)

@@ -37,9 +37,10 @@ LAYERS: list[set[str]] = [
         "dialects",
     },
     {"integrity", "queries", "migrations"},
-    {"database"},
-    {"locking"},
-    {"results"},
+    # The asyncio path of a PostgreSQL database, and its LISTEN fan-out.
+    {"database", "async_database", "async_wakeups"},
+    {"locking", "async_locking"},
+    {"results", "async_results"},
     {"leases"},
     {"transactions"},
     # Looking after a database (what the CLI shows and does), on top of the store.
