@@ -317,6 +317,114 @@ class _DaskSubmission(_Submission):
         self.key = f"{name or 'task-run'}-{task_run_id.hex}"
 
 
+class _ClusterLink:
+    """An entered runner's link to its cluster: the :class:`distributed.Client` and, when the
+    runner has no address, the cluster it started (closed with the link); what the scheduler
+    says about the machines it spans.
+
+    Args:
+        runner: The runner whose options say where the cluster is or how to start it.
+
+    Raises:
+        ClusterUnavailableError: The scheduler cannot be reached.
+        ConfigurationError: ``cluster_class`` names something that cannot be imported.
+    """
+
+    def __init__(self, runner: DaskTaskRunner) -> None:
+        self.address = runner.address
+        self.cluster: Any = None
+        self._hosts_seen: tuple[float, set[str]] | None = None
+        self._stack = contextlib.ExitStack()
+        try:
+            target: Any = self.address
+            if not target:
+                cluster_class = _cluster_class(runner.cluster_class)
+                self.cluster = self._stack.enter_context(cluster_class(**runner.cluster_kwargs))
+                if runner.adapt_kwargs:
+                    self.cluster.adapt(**runner.adapt_kwargs)
+                target = self.cluster
+            try:
+                self.client: distributed.Client = distributed.Client(target, **runner.client_kwargs)
+            except (OSError, TimeoutError) as exc:
+                raise ClusterUnavailableError(
+                    f"Cannot reach the Dask scheduler at {self.describe()}: {exc}"
+                ) from exc
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def describe(self) -> str:
+        """The scheduler's address, for messages (never carries a secret)."""
+        return _describe_scheduler(self.address, self.cluster)
+
+    def worker_threads(self) -> int:
+        """The worker threads of the cluster now."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return sum(int(info.get("nthreads", 0)) for info in workers.values())
+
+    def remote_hosts(self) -> set[str]:
+        """The hosts of the scheduler and workers that are not this machine (none for a
+        LocalCluster the runner started). Asking the scheduler is a round trip, so the
+        answer is kept for ``_HOSTS_REFRESH`` seconds (Dask refreshes its own view of the
+        workers as often)."""
+        if isinstance(self.cluster, distributed.LocalCluster):
+            return set()
+        now = time.monotonic()
+        known = self._hosts_seen
+        if known is not None and now - known[0] < _HOSTS_REFRESH:
+            return known[1]
+        info = self.client.scheduler_info()
+        addresses = [str(info.get("address") or self.describe())]
+        addresses.extend(str(address) for address in info.get("workers", {}))
+        remote = set()
+        for address in addresses:
+            if not _on_this_machine(address):
+                try:
+                    remote.add(distributed.comm.get_address_host(address))
+                except Exception:
+                    remote.add(address)
+        self._hosts_seen = (now, remote)
+        return remote
+
+    def close(self) -> None:
+        """Close the client, then the cluster the runner started (if any); never raises for a
+        scheduler that is already gone."""
+        try:
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=_CLOSE_TIMEOUT)
+        finally:
+            self._stack.close()
+
+
+def _describe_scheduler(address: str | None, cluster: Any) -> str:
+    if address:
+        return address
+    scheduler_address = getattr(cluster, "scheduler_address", None)
+    return str(scheduler_address) if scheduler_address else "the runner's own cluster"
+
+
+def _cluster_class(cluster_class: str | Callable[..., Any] | None) -> Callable[..., Any]:
+    """The cluster class a runner's ``cluster_class`` option names (default LocalCluster).
+
+    Raises:
+        ConfigurationError: A dotted name that cannot be imported.
+    """
+    if cluster_class is None:
+        return distributed.LocalCluster  # type: ignore[no-any-return]
+    if isinstance(cluster_class, str):
+        import importlib
+
+        module, _, name = cluster_class.rpartition(".")
+        try:
+            found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cluster_class {cluster_class!r} cannot be imported: {exc}"
+            ) from exc
+        return found
+    return cluster_class
+
+
 class DaskTaskRunner(TaskRunner):
     """Runs task runs on a dask.distributed cluster (needs the ``dask`` extra).
 
@@ -388,9 +496,9 @@ class DaskTaskRunner(TaskRunner):
         self.client_kwargs.setdefault("set_as_default", False)
         self.adapt_kwargs: dict[str, Any] = dict(adapt_kwargs or {})
         self.large_result_bytes = large_result_bytes
+        self._link: _ClusterLink | None = None
+        # The client while entered (None otherwise), read by the collector thread too.
         self._client: distributed.Client | None = None
-        self._cluster: Any = None
-        self._exit_stack: contextlib.ExitStack | None = None
         self._lock = threading.Lock()
         self._futures: weakref.WeakKeyDictionary[TaskRunFuture[Any], distributed.Future] = (
             weakref.WeakKeyDictionary()
@@ -401,7 +509,6 @@ class DaskTaskRunner(TaskRunner):
         self._collector: threading.Thread | None = None
         self._cancelling = False
         self._settings_payload: tuple[Settings, bytes] | None = None
-        self._hosts_seen: tuple[float, set[str]] | None = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -429,11 +536,8 @@ class DaskTaskRunner(TaskRunner):
     @property
     def max_workers(self) -> int:
         """The worker threads of the cluster now (0 when the runner is not entered)."""
-        client = self._client
-        if client is None:
-            return 0
-        workers = client.scheduler_info().get("workers", {})
-        return sum(int(info.get("nthreads", 0)) for info in workers.values())
+        link = self._link
+        return 0 if link is None else link.worker_threads()
 
     @property
     def client(self) -> distributed.Client:
@@ -464,58 +568,17 @@ class DaskTaskRunner(TaskRunner):
     # -- starting and stopping -------------------------------------------------------------
 
     def _describe_scheduler(self) -> str:
-        if self.address:
-            return self.address
-        cluster = self._cluster
-        address = getattr(cluster, "scheduler_address", None)
-        return str(address) if address else "the runner's own cluster"
+        link = self._link
+        return _describe_scheduler(self.address, None) if link is None else link.describe()
 
     def _start(self) -> None:
-        stack = contextlib.ExitStack()
-        try:
-            target: Any
-            if self.address:
-                target = self.address
-            else:
-                cluster_class = self._cluster_class()
-                self._cluster = stack.enter_context(cluster_class(**self.cluster_kwargs))
-                if self.adapt_kwargs:
-                    self._cluster.adapt(**self.adapt_kwargs)
-                target = self._cluster
-            try:
-                self._client = distributed.Client(target, **self.client_kwargs)
-            except (OSError, TimeoutError) as exc:
-                raise ClusterUnavailableError(
-                    f"Cannot reach the Dask scheduler at {self._describe_scheduler()}: {exc}"
-                ) from exc
-        except BaseException:
-            stack.close()
-            self._cluster = None
-            raise
-        self._exit_stack = stack
+        self._link = _ClusterLink(self)
+        self._client = self._link.client
         self._cancelling = False
-        self._hosts_seen = None
         self._collector = threading.Thread(
             target=self._collect, name="sqlresults-dask-collector", daemon=True
         )
         self._collector.start()
-
-    def _cluster_class(self) -> Callable[..., Any]:
-        cluster_class = self.cluster_class
-        if cluster_class is None:
-            return distributed.LocalCluster  # type: ignore[no-any-return]
-        if isinstance(cluster_class, str):
-            import importlib
-
-            module, _, name = cluster_class.rpartition(".")
-            try:
-                found: Callable[..., Any] = getattr(importlib.import_module(module), name)
-            except (ImportError, AttributeError, ValueError) as exc:
-                raise ConfigurationError(
-                    f"cluster_class {cluster_class!r} cannot be imported: {exc}"
-                ) from exc
-            return found
-        return cluster_class
 
     def _stop(self, cancel: bool) -> None:
         client = self._client
@@ -537,13 +600,9 @@ class DaskTaskRunner(TaskRunner):
             with self._lock:
                 self._futures = weakref.WeakKeyDictionary()
             self._client = None
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    client.close(timeout=_CLOSE_TIMEOUT)
-            stack, self._exit_stack = self._exit_stack, None
-            self._cluster = None
-            if stack is not None:
-                stack.close()
+            link, self._link = self._link, None
+            if link is not None:
+                link.close()
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -659,7 +718,8 @@ class DaskTaskRunner(TaskRunner):
         path = database.dialect.sqlite_path
         if not database.dialect.is_sqlite:
             return NotImplemented
-        remote = self._remote_hosts()
+        assert self._link is not None  # calls are pickled by an entered runner only
+        remote = self._link.remote_hosts()
         if remote:
             raise ConfigurationError(
                 f"The result database {database.display_url} is a SQLite file, which cannot "
@@ -676,36 +736,6 @@ class DaskTaskRunner(TaskRunner):
         absolute = database.url.set(database=os.path.abspath(path))
         restore, args = reduced[0], reduced[1]
         return (restore, (absolute.render_as_string(hide_password=False), *args[1:]))
-
-    def _remote_hosts(self) -> set[str]:
-        """The hosts of the scheduler and workers that are not this machine (none for a
-        LocalCluster this runner started). Asking the scheduler is a round trip, so the
-        answer is kept for ``_HOSTS_REFRESH`` seconds (Dask refreshes its own view of the
-        workers as often)."""
-        if isinstance(self._cluster, distributed.LocalCluster):
-            return set()
-        now = time.monotonic()
-        known = self._hosts_seen
-        if known is not None and now - known[0] < _HOSTS_REFRESH:
-            return known[1]
-        remote = self._ask_remote_hosts()
-        self._hosts_seen = (now, remote)
-        return remote
-
-    def _ask_remote_hosts(self) -> set[str]:
-        client = self._client
-        assert client is not None
-        info = client.scheduler_info()
-        addresses = [str(info.get("address") or self._describe_scheduler())]
-        addresses.extend(str(address) for address in info.get("workers", {}))
-        remote = set()
-        for address in addresses:
-            if not _on_this_machine(address):
-                try:
-                    remote.add(distributed.comm.get_address_host(address))
-                except Exception:
-                    remote.add(address)
-        return remote
 
     # -- results ---------------------------------------------------------------------------
 
