@@ -7,9 +7,11 @@ means; it never compares dialect names itself.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
@@ -229,6 +231,10 @@ class Dialect:
         counts them cheaply (SQLite's ``total_changes``; 0 elsewhere): an operation after which
         it grew wrote something."""
         return int(dbapi_connection.total_changes) if self.is_sqlite else 0
+
+    def change_counter(self) -> Callable[[Any], int]:
+        """:meth:`rows_changed` as a plain function of the connection, for hot paths."""
+        return operator.attrgetter("total_changes") if self.is_sqlite else _no_changes
 
     def abandon_moved_file(self, dbapi_connection: Any) -> None:
         """Let go of a SQLite file that was deleted or replaced while ``dbapi_connection`` had
@@ -527,3 +533,7 @@ _POSTGRESQL_ADMIN_SQL = {
     + ", has_schema_privilege(current_schema(), 'CREATE'), current_user, current_schema()",
     "server_version": "SELECT current_setting('server_version')",
 }
+
+
+def _no_changes(_dbapi_connection: Any) -> int:
+    return 0
