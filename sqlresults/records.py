@@ -48,6 +48,7 @@ __all__ = [
     "ResultRecordMetadata",
     "envelope_from_payload",
     "payload_from_envelope",
+    "serialize_result",
 ]
 
 PREFECT_COMPAT_VERSION = "3.9.1"
@@ -340,20 +341,7 @@ class ResultRecord(BaseModel, Generic[R]):
             SerializationError: the serializer cannot encode the result (the original error is
                 the ``__cause__``), or it is not available here.
         """
-        serializer = self.serializer
-        try:
-            return serializer.dumps(self.result)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            # Prefect always suggests "json", which is no advice when JSON is what failed.
-            alternative = "pickle" if _uses_json(serializer) else "json"
-            raise SerializationError(
-                f"Failed to serialize object of type {type(self.result).__name__!r} with "
-                f"serializer {serializer.type!r}. You can try a different serializer (e.g. "
-                f'result_serializer="{alternative}") or disabling persistence '
-                "(persist_result=False) for this flow or task."
-            ) from exc
+        return serialize_result(self.serializer, self.result)
 
     def serialize_metadata(self) -> bytes:
         """Encode the metadata; see :meth:`ResultRecordMetadata.dump_bytes`."""
@@ -440,6 +428,29 @@ class ResultRecord(BaseModel, Generic[R]):
         if not isinstance(other, ResultRecord):
             return NotImplemented
         return self.metadata == other.metadata and self.result == other.result
+
+
+def serialize_result(serializer: Serializer, result: Any) -> bytes:
+    """Encode ``result`` with ``serializer``: :meth:`ResultRecord.serialize_result` without a
+    record (the store's write builds none when it keeps nothing in memory).
+
+    Raises:
+        SerializationError: The serializer cannot encode the result (the original error is the
+            ``__cause__``), or it is not available here.
+    """
+    try:
+        return serializer.dumps(result)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        # Prefect always suggests "json", which is no advice when JSON is what failed.
+        alternative = "pickle" if _uses_json(serializer) else "json"
+        raise SerializationError(
+            f"Failed to serialize object of type {type(result).__name__!r} with "
+            f"serializer {serializer.type!r}. You can try a different serializer (e.g. "
+            f'result_serializer="{alternative}") or disabling persistence '
+            "(persist_result=False) for this flow or task."
+        ) from exc
 
 
 def envelope_from_payload(metadata: ResultRecordMetadata, payload: bytes) -> bytes:
