@@ -67,8 +67,9 @@ Row = tuple[Any, ...]
 #: Named statement parameters; the database sets ``"now"`` itself (:meth:`Database.stamp`).
 Params = MutableMapping[str, Any]
 
-# Backoff between retries of a busy database, in seconds (see sqlresults.backoff).
-_FIRST_BACKOFF = 0.0005
+# Backoff between retries of a busy database, in seconds (see sqlresults.backoff). SQLite's
+# write lock is held for tens of µs per transaction: the first retries come that soon.
+_FIRST_BACKOFF = 0.00005
 _MAX_BACKOFF = 0.05
 
 # Seconds between checks, after reads, that a SQLite file was not deleted or replaced while

@@ -40,11 +40,12 @@ POSTGRESQL = "postgresql"
 # RETURNING arrived in SQLite 3.35 (2021); every write and lock statement relies on it.
 MIN_SQLITE_VERSION = (3, 35, 0)
 
-# How long SQLite's own busy handler sleeps before handing SQLITE_BUSY back to us, in ms. Kept
-# short: SQLite's handler sleeps in coarse steps (1, 2, 5, 10 … 100 ms) with no queue, which is
-# what gives SQLite peers their 0.2 to 2 s tails; our jittered retry in sqlresults.database polls
-# more finely (peers.md §5.1).
-SQLITE_BUSY_HANDLER_MS = 10
+# How long SQLite's own busy handler sleeps before handing SQLITE_BUSY back to us, in ms: not at
+# all. SQLite's handler sleeps in coarse steps (1, 2, 5, 10 … 100 ms) with no queue, which is
+# what gives SQLite peers their 0.2 to 2 s tails, and its first step alone is 1 ms, thirty write
+# transactions of ours; the jittered retry in sqlresults.database starts at 25-50 µs and widens
+# (peers.md §5.1).
+SQLITE_BUSY_HANDLER_MS = 0
 
 # The PostgreSQL channel on which lock releases are announced (payload: release_payload()).
 RELEASE_CHANNEL = "sqlresults_lock_released"
