@@ -21,6 +21,7 @@ foreign lock manager, and on SQLite, the store runs its sync methods in worker t
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -121,11 +122,21 @@ async def apersist(
     key = check_key(metadata.storage_key)
     holder = check_holder(holder)
     payload = result_record.serialize_result()
+    seal = functools.partial(
+        store._sealed,
+        key,
+        payload,
+        metadata.serializer,
+        metadata.expiration,
+        metadata.provenance,
+        holder,
+        True,
+    )
     if len(payload) > OFFLOAD_BYTES:
-        params = await asyncio.to_thread(store._sealed, key, payload, metadata, holder, True)
+        params = await asyncio.to_thread(seal)
     else:
-        params = store._sealed(key, payload, metadata, holder, True)
-    del payload
+        params = seal()
+    del payload, seal
     aio = _aio(store)
     if release_lock:
         version = await _release_and_write(store, aio, key, holder, params)

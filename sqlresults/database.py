@@ -68,8 +68,9 @@ Row = tuple[Any, ...]
 #: Named statement parameters; the database sets ``"now"`` itself (:meth:`Database.stamp`).
 Params = MutableMapping[str, Any]
 
-# Backoff between retries of a busy database, in seconds (see sqlresults.backoff).
-_FIRST_BACKOFF = 0.0005
+# Backoff between retries of a busy database, in seconds (see sqlresults.backoff). SQLite's
+# write lock is held for tens of µs per transaction: the first retries come that soon.
+_FIRST_BACKOFF = 0.00005
 _MAX_BACKOFF = 0.05
 
 # Seconds between checks, after reads, that a SQLite file was not deleted or replaced while
@@ -176,6 +177,7 @@ class Database:
         self._per_thread = self.dialect.is_sqlite
         # SQLite files (not memory databases) are watched for deletion or replacement.
         self._watch_file = self.dialect.sqlite_path is not None
+        self._rows_changed = self.dialect.change_counter()
         self.execute_options = self.dialect.execute_options()
         self._buffer_limit = self.dialect.connection_buffer_limit()
         self._local = threading.local()
@@ -303,6 +305,9 @@ class Database:
             row: Row | None = connection.execute(sql, params, **options).fetchone()
             return row
 
+        connection = self._per_thread and getattr(self._local, "connection", None)
+        if connection:
+            return self._run_on_thread_connection(connection, run, params)
         return self._run(run, params)
 
     def fetchall(self, query: Query, params: Params) -> list[Row]:
@@ -321,13 +326,17 @@ class Database:
     def execute(self, query: Query, params: Params) -> int:
         """Run one statement in autocommit mode and return the number of rows it changed (see
         :meth:`fetchone`)."""
-        sql = self.sql(query)
+        sql = self._statements.get(query) or self.sql(query)
         options = self.execute_options
+        stamp = self.stamp
 
         def run(connection: Any) -> int:
-            self.stamp(params)
+            stamp(params)
             return _changed_rows(connection.execute(sql, params, **options))
 
+        connection = self._per_thread and getattr(self._local, "connection", None)
+        if connection:
+            return self._run_on_thread_connection(connection, run, params)
         return self._run(run, params)
 
     def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
@@ -410,6 +419,36 @@ class Database:
             return self._attempt(operation, params)
         except Exception as exc:
             return self._recover(exc, operation, params)
+
+    def _run_on_thread_connection(
+        self, connection: Any, operation: Callable[[Any], T], params: Any
+    ) -> T:
+        """:meth:`_run` on this thread's SQLite connection, already open: the hot path of every
+        single-statement operation, :meth:`_attempt` inlined (same file checks, same retries)."""
+        if not self._watch_file:
+            try:
+                return operation(connection)
+            except Exception as exc:
+                return self._recover(exc, operation, params)
+        local = self._local
+        rows_changed = self._rows_changed
+        changed = rows_changed(connection)
+        try:
+            result = operation(connection)
+        except Exception as exc:
+            try:
+                self._check_file(local)  # a moved file explains the error best
+            except Exception as moved:
+                return self._recover(moved, operation, params)
+            return self._recover(exc, operation, params)
+        # See _attempt: after every write, and at most every _READ_FILE_CHECK_INTERVAL after
+        # reads (SQLite counts the rows a connection changed; a read changes none).
+        if rows_changed(connection) != changed or time.monotonic() >= local.next_file_check:
+            try:
+                self._check_file(local)
+            except Exception as moved:
+                return self._recover(moved, operation, params)
+        return result
 
     def _attempt(self, operation: Callable[[Any], T], params: Any = None) -> T:
         """Run ``operation`` once on a connection.

@@ -7,9 +7,11 @@ means; it never compares dialect names itself.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
@@ -38,11 +40,12 @@ POSTGRESQL = "postgresql"
 # RETURNING arrived in SQLite 3.35 (2021); every write and lock statement relies on it.
 MIN_SQLITE_VERSION = (3, 35, 0)
 
-# How long SQLite's own busy handler sleeps before handing SQLITE_BUSY back to us, in ms. Kept
-# short: SQLite's handler sleeps in coarse steps (1, 2, 5, 10 … 100 ms) with no queue, which is
-# what gives SQLite peers their 0.2 to 2 s tails; our jittered retry in sqlresults.database polls
-# more finely (peers.md §5.1).
-SQLITE_BUSY_HANDLER_MS = 10
+# How long SQLite's own busy handler sleeps before handing SQLITE_BUSY back to us, in ms: not at
+# all. SQLite's handler sleeps in coarse steps (1, 2, 5, 10 … 100 ms) with no queue, which is
+# what gives SQLite peers their 0.2 to 2 s tails, and its first step alone is 1 ms, thirty write
+# transactions of ours; the jittered retry in sqlresults.database starts at 25-50 µs and widens
+# (peers.md §5.1).
+SQLITE_BUSY_HANDLER_MS = 0
 
 # The PostgreSQL channel on which lock releases are announced (payload: release_payload()).
 RELEASE_CHANNEL = "sqlresults_lock_released"
@@ -256,6 +259,10 @@ class Dialect:
         counts them cheaply (SQLite's ``total_changes``; 0 elsewhere): an operation after which
         it grew wrote something."""
         return int(dbapi_connection.total_changes) if self.is_sqlite else 0
+
+    def change_counter(self) -> Callable[[Any], int]:
+        """:meth:`rows_changed` as a plain function of the connection, for hot paths."""
+        return operator.attrgetter("total_changes") if self.is_sqlite else _no_changes
 
     def abandon_moved_file(self, dbapi_connection: Any) -> None:
         """Let go of a SQLite file that was deleted or replaced while ``dbapi_connection`` had
@@ -554,3 +561,7 @@ _POSTGRESQL_ADMIN_SQL = {
     + ", has_schema_privilege(current_schema(), 'CREATE'), current_user, current_schema()",
     "server_version": "SELECT current_setting('server_version')",
 }
+
+
+def _no_changes(_dbapi_connection: Any) -> int:
+    return 0

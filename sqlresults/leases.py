@@ -94,6 +94,9 @@ class _LeaseKeeper:
         self._next_renewal: dict[Lease, float] = {}
         self._changed = threading.Condition()
         self._pid: int | None = None
+        # When the thread wakes up next (monotonic seconds): a lease due later needs no wake-up,
+        # which would cost a thread switch on every transaction (most end long before).
+        self._wakes_at = 0.0
 
     def add(self, lease: Lease) -> None:
         with self._changed:
@@ -102,9 +105,11 @@ class _LeaseKeeper:
                 # not exist here, and the parent's leases are the parent's to renew.
                 self._next_renewal.clear()
                 self._pid = os.getpid()
+                self._wakes_at = 0.0
                 threading.Thread(target=self._run, name="sqlresults-leases", daemon=True).start()
-            self._next_renewal[lease] = time.monotonic() + lease.seconds / 3
-            self._changed.notify()
+            due = self._next_renewal[lease] = time.monotonic() + lease.seconds / 3
+            if due < self._wakes_at:
+                self._changed.notify()
 
     def remove(self, lease: Lease) -> None:
         with self._changed:
@@ -117,7 +122,9 @@ class _LeaseKeeper:
                 due = [lease for lease, at in self._next_renewal.items() if at <= now]
                 if not due:
                     soonest = min(self._next_renewal.values(), default=now + 60.0)
+                    self._wakes_at = soonest
                     self._changed.wait(soonest - now)
+                    self._wakes_at = 0.0  # awake: adds need not notify until it waits again
                     continue
                 for lease in due:
                     self._next_renewal[lease] = now + lease.seconds / 3

@@ -48,6 +48,7 @@ __all__ = [
     "ResultRecordMetadata",
     "envelope_from_payload",
     "payload_from_envelope",
+    "serialize_result",
 ]
 
 PREFECT_COMPAT_VERSION = "3.9.1"
@@ -297,8 +298,10 @@ class ResultRecord(BaseModel, Generic[R]):
         Returns:
             The record; persisted when ``version`` is given.
         """
-        metadata = ResultRecordMetadata.__new__(ResultRecordMetadata)
-        _set_state(
+        # The slots BaseModel.model_construct fills, set through their descriptors: neither
+        # BaseModel.__setattr__ nor a helper call per model (1.3 µs of a 10 µs read).
+        metadata = _new_instance(ResultRecordMetadata)
+        _set_dict(
             metadata,
             {
                 "storage_key": key,
@@ -308,16 +311,15 @@ class ResultRecord(BaseModel, Generic[R]):
                 "storage_block_id": None,
                 "provenance": provenance,
             },
-            _METADATA_FIELDS,
-            None,
         )
-        record = cls.__new__(cls)
-        _set_state(
-            record,
-            {"metadata": metadata, "result": result},
-            _RECORD_FIELDS,
-            {"_persisted": version is not None, "_version": version},
-        )
+        _set_fields_set(metadata, set(_METADATA_FIELDS))
+        _set_extra(metadata, None)
+        _set_private(metadata, None)
+        record = _new_instance(cls)
+        _set_dict(record, {"metadata": metadata, "result": result})
+        _set_fields_set(record, set(_RECORD_FIELDS))
+        _set_extra(record, None)
+        _set_private(record, {"_persisted": version is not None, "_version": version})
         return record
 
     def mark_persisted(self, version: int | None = None) -> None:
@@ -339,20 +341,7 @@ class ResultRecord(BaseModel, Generic[R]):
             SerializationError: the serializer cannot encode the result (the original error is
                 the ``__cause__``), or it is not available here.
         """
-        serializer = self.serializer
-        try:
-            return serializer.dumps(self.result)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            # Prefect always suggests "json", which is no advice when JSON is what failed.
-            alternative = "pickle" if _uses_json(serializer) else "json"
-            raise SerializationError(
-                f"Failed to serialize object of type {type(self.result).__name__!r} with "
-                f"serializer {serializer.type!r}. You can try a different serializer (e.g. "
-                f'result_serializer="{alternative}") or disabling persistence '
-                "(persist_result=False) for this flow or task."
-            ) from exc
+        return serialize_result(self.serializer, self.result)
 
     def serialize_metadata(self) -> bytes:
         """Encode the metadata; see :meth:`ResultRecordMetadata.dump_bytes`."""
@@ -439,6 +428,29 @@ class ResultRecord(BaseModel, Generic[R]):
         if not isinstance(other, ResultRecord):
             return NotImplemented
         return self.metadata == other.metadata and self.result == other.result
+
+
+def serialize_result(serializer: Serializer, result: Any) -> bytes:
+    """Encode ``result`` with ``serializer``: :meth:`ResultRecord.serialize_result` without a
+    record (the store's write builds none when it keeps nothing in memory).
+
+    Raises:
+        SerializationError: The serializer cannot encode the result (the original error is the
+            ``__cause__``), or it is not available here.
+    """
+    try:
+        return serializer.dumps(result)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        # Prefect always suggests "json", which is no advice when JSON is what failed.
+        alternative = "pickle" if _uses_json(serializer) else "json"
+        raise SerializationError(
+            f"Failed to serialize object of type {type(result).__name__!r} with "
+            f"serializer {serializer.type!r}. You can try a different serializer (e.g. "
+            f'result_serializer="{alternative}") or disabling persistence '
+            "(persist_result=False) for this flow or task."
+        ) from exc
 
 
 def envelope_from_payload(metadata: ResultRecordMetadata, payload: bytes) -> bytes:
@@ -566,19 +578,13 @@ def _load(serializer: Serializer, payload: bytes, *, prefect_format: bool) -> An
         ) from exc
 
 
+_new_instance = object.__new__
+# The four slots BaseModel.model_construct sets on a new instance, as descriptors: setting
+# through them skips BaseModel.__setattr__.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _METADATA_FIELDS = frozenset(ResultRecordMetadata.model_fields)
 _NO_PROVENANCE: set[str] = {"provenance"}  # never mutated; pydantic wants a set
 _RECORD_FIELDS = frozenset(ResultRecord.model_fields)
-
-
-def _set_state(
-    model: BaseModel,
-    fields: dict[str, Any],
-    fields_set: frozenset[str],
-    private: dict[str, Any] | None,
-) -> None:
-    # The four attributes BaseModel.model_construct sets on a new instance.
-    object.__setattr__(model, "__dict__", fields)
-    object.__setattr__(model, "__pydantic_fields_set__", set(fields_set))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", private)

@@ -50,7 +50,12 @@ from sqlresults.errors import (
 )
 from sqlresults.integrity import Signer, damaged_record_error, record_checksum, verify_record
 from sqlresults.locking import IsolationLevel, LockManager, SQLLockManager
-from sqlresults.records import Provenance, ResultRecord, ResultRecordMetadata
+from sqlresults.records import (
+    Provenance,
+    ResultRecord,
+    ResultRecordMetadata,
+    serialize_result,
+)
 from sqlresults.serializers import Serializer
 from sqlresults.settings import get_settings
 from sqlresults.validation import (
@@ -467,8 +472,19 @@ class ResultStore:
             InvalidArgumentError: A bad key or expiration (nothing is written).
             StorageUnavailableError: The database cannot be reached.
         """
-        record = self.create_result_record(obj, key, expiration, provenance=provenance)
-        self.persist_result_record(record, holder)
+        key = check_key(key if key is not None else self.storage_key_fn())
+        expires = to_expiration(expiration, self.result_storage.clock())
+        holder = check_holder(holder or self.generate_default_holder())
+        serializer = self.serializer
+        # The record object is built only to be kept in memory, and then with its version:
+        # a write that keeps nothing stores the payload alone.
+        version = self._store(
+            key, serialize_result(serializer, obj), serializer, expires, provenance, holder, False
+        )
+        if self.cache_result_in_memory and self.cache.maxsize > 0:
+            self._remember(
+                key, ResultRecord.from_storage(key, obj, serializer, expires, version, provenance)
+            )
 
     async def awrite(
         self,
@@ -521,7 +537,15 @@ class ResultStore:
             raise InvalidArgumentError("Storage key is required on result record")
         key = check_key(metadata.storage_key)
         holder = check_holder(holder or self.generate_default_holder())
-        version = self._store(key, result_record.serialize_result(), metadata, holder, release_lock)
+        version = self._store(
+            key,
+            result_record.serialize_result(),
+            metadata.serializer,
+            metadata.expiration,
+            metadata.provenance,
+            holder,
+            release_lock,
+        )
         result_record.mark_persisted(version)
         self._remember(key, result_record)
 
@@ -549,14 +573,24 @@ class ResultStore:
             raise InvalidArgumentError("Storage key is required on result record")
         key = check_key(metadata.storage_key)
         holder = check_holder(holder or self.generate_default_holder())
-        self._store(key, payload, metadata, holder, release_lock=False)
+        self._store(
+            key,
+            payload,
+            metadata.serializer,
+            metadata.expiration,
+            metadata.provenance,
+            holder,
+            release_lock=False,
+        )
         self._forget(key)
 
     def _store(
         self,
         key: str,
         payload: bytes,
-        metadata: ResultRecordMetadata,
+        serializer: Serializer,
+        expiration: datetime | None,
+        provenance_model: Provenance | None,
         holder: str,
         release_lock: bool,
     ) -> int:
@@ -565,9 +599,11 @@ class ResultStore:
         locks_in_database = self._locks_in_database
         if not locks_in_database and self._held_by_other(key, holder):
             raise LockHeldByOtherError(key)
-        params = self._sealed(key, payload, metadata, holder, locks_in_database)
+        params = self._sealed(
+            key, payload, serializer, expiration, provenance_model, holder, locks_in_database
+        )
         del payload
-        version = int(params["version"])
+        version: int = params["version"]
         if release_lock and locks_in_database:
             return self._release_and_write(key, holder, params)
         if not self.result_storage.execute(queries.record_upsert, params):
@@ -580,15 +616,17 @@ class ResultStore:
         self,
         key: str,
         payload: bytes,
-        metadata: ResultRecordMetadata,
+        serializer: Serializer,
+        expiration: datetime | None,
+        provenance_model: Provenance | None,
         holder: str,
         locks_in_database: bool,
     ) -> dict[str, Any]:
         """The parameters of the upsert of ``payload`` under ``key``: sealed (checksum, and
         signature when a signing key is set), with a new version and the holder's fence."""
-        spec = self._spec_json(metadata.serializer)
-        expires = None if metadata.expiration is None else metadata.expiration.timestamp()
-        provenance = None if metadata.provenance is None else metadata.provenance.model_dump_json()
+        spec = self._spec_json(serializer)
+        expires = None if expiration is None else expiration.timestamp()
+        provenance = None if provenance_model is None else provenance_model.model_dump_json()
         # The fence of the lock this holder took here, if any: the write is then allowed only
         # while that lock is still the holder's (a lease that ran out and was re-taken, or
         # swept, must not let a stale holder overwrite newer work).

@@ -46,6 +46,7 @@ import importlib
 import inspect
 import io
 import json
+import pickle
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self, TypeVar
@@ -434,6 +435,12 @@ class UnknownSerializer(Serializer):
         raise SerializerUnavailableError(self.type, "deserialization")
 
 
+# Types whose pickle is the same from pickle and cloudpickle (exact types: a subclass may
+# reduce itself otherwise), and the protocol cloudpickle uses (its DEFAULT_PROTOCOL).
+_PLAIN_SCALARS = frozenset({bytes, str, int, float, complex, bool, type(None)})
+_CLOUDPICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
 class PickleSerializer(Serializer):
     """Pickles with ``picklelib`` (cloudpickle by default, so lambdas and local classes work).
 
@@ -459,6 +466,11 @@ class PickleSerializer(Serializer):
         Returns:
             The pickle, starting with the protocol byte ``0x80``.
         """
+        if self.picklelib == "cloudpickle" and type(obj) in _PLAIN_SCALARS:
+            # cloudpickle's Pickler changes how functions, classes and a few library types
+            # reduce, never these: the same bytes, without its per-call set-up (5 µs, a fifth
+            # of a small write).
+            return pickle.dumps(obj, _CLOUDPICKLE_PROTOCOL)
         payload: bytes = _import_object(self.picklelib).dumps(obj)
         return payload
 

@@ -18,8 +18,8 @@ hooks are awaited and sync hooks run in a worker thread.
 Semantics follow Prefect 3 (reference §4; states, nesting, hooks, commit modes, ``get``/``set``),
 with these fixes:
 
-- each transaction is its own lock holder (a uuid), never a thread, so asyncio tasks and threads
-  cannot share a lock by accident (PrefectHQ/prefect#17785, #18600);
+- each transaction is its own lock holder (128 random bits), never a thread, so asyncio tasks
+  and threads cannot share a lock by accident (PrefectHQ/prefect#17785, #18600);
 - a SERIALIZABLE transaction renews its lease while it is open (every third of the lease, from
   one thread per process), so a long computation keeps its lock and a crashed process loses it
   within one lease;
@@ -48,7 +48,7 @@ import copy
 import enum
 import inspect
 import logging
-import uuid
+import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar, Token
@@ -187,7 +187,9 @@ class BaseTransaction:
         self.on_rollback_hooks: list[Hook] = []
         self._stored_values: dict[str, Any] = {}
         self._staged_value: Any = None
-        self._holder = str(uuid.uuid4())
+        # 128 random bits, as in a uuid4 without its formatting (5 µs per transaction). Unique,
+        # not secret: the random module is reseeded in forked children.
+        self._holder = f"{random.getrandbits(128):032x}"
         self._token: Token[BaseTransaction | None] | None = None
         self._parent: BaseTransaction | None = None
         self._lease: Lease | None = None

@@ -14,6 +14,7 @@ import itertools
 import multiprocessing
 import sqlite3
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ UNKNOWN_REVISION = "ffffffffffff"
 REVISION_1 = "4f0c2a9d1b7e"  # records and locks
 PROVENANCE_REVISION = "9b5fefa6be0b"  # adds sqlresults_records.provenance
 LEAN_INDEX_REVISION = "c3d8e1f05a2b"  # makes the records' expiry index partial
+LEAN_LOCKS_REVISION = "d4a7b2c9e6f1"  # locks WITHOUT ROWID on SQLite, no locks expiry index
 SIGNING_KEY = "migration-test-signing-key-0123"
 PROVENANCE = Provenance(
     task="pipeline.train",
@@ -304,8 +306,9 @@ class TestUpgrade:
     def test_upgrade_on_an_empty_database(
         self, empty_database_url: str, open_database: Callable[..., Database]
     ) -> None:
-        """Upgrading an empty database creates both tables, their expiry indexes and our own
-        version table (never alembic_version), at the head revision."""
+        """Upgrading an empty database creates both tables, the records' expiry index (the
+        locks have none since revision 4) and our own version table (never alembic_version),
+        at the head revision."""
         database = open_database(empty_database_url, auto_migrate=False)
         assert migrations.current_revision(database) is None
 
@@ -314,11 +317,14 @@ class TestUpgrade:
         with _engine(empty_database_url) as engine:
             inspector = inspect(engine)
             assert set(inspector.get_table_names()) == OUR_TABLES | {schema.VERSION_TABLE}
-            for table in OUR_TABLES:
-                indexes = inspector.get_indexes(table)
-                assert [(ix["name"], ix["column_names"]) for ix in indexes] == [
-                    (f"ix_{table}_expires", ["expires"])
-                ]
+            indexes = {
+                table: [(ix["name"], ix["column_names"]) for ix in inspector.get_indexes(table)]
+                for table in OUR_TABLES
+            }
+            assert indexes == {
+                "sqlresults_records": [("ix_sqlresults_records_expires", ["expires"])],
+                "sqlresults_locks": [],
+            }
         assert "alembic_version" not in _table_names(empty_database_url)
         assert _fetchall(empty_database_url, f"SELECT version_num FROM {schema.VERSION_TABLE}") == [
             (migrations.head_revision(),)
@@ -386,8 +392,8 @@ class TestCheck:
         SchemaOutOfDateError naming the difference, proving the check can fail."""
         database = open_database(empty_database_url, auto_migrate=False)
         migrations.upgrade(database)
-        _execute(empty_database_url, "DROP INDEX ix_sqlresults_locks_expires")
-        with pytest.raises(SchemaOutOfDateError, match="ix_sqlresults_locks_expires"):
+        _execute(empty_database_url, "DROP INDEX ix_sqlresults_records_expires")
+        with pytest.raises(SchemaOutOfDateError, match="ix_sqlresults_records_expires"):
             migrations.check(database)
 
     def test_other_applications_tables_are_not_drift(
@@ -696,6 +702,7 @@ class TestOfflineSQL:
             assert f"CREATE TABLE {table} " in sql
         assert "CREATE INDEX ix_sqlresults_records_expires" in sql
         assert "CREATE INDEX ix_sqlresults_locks_expires" in sql
+        assert "DROP INDEX ix_sqlresults_locks_expires" in sql  # revision 4
         assert "ALTER TABLE sqlresults_records ADD COLUMN provenance TEXT" in sql
         assert "BYTEA" in sql
         assert "SET STORAGE EXTERNAL" in sql
@@ -976,17 +983,93 @@ class TestLeanExpiryIndexRevision:
         migrations.downgrade(database, PROVENANCE_REVISION)
         assert "WHERE" not in _expiry_index_sql(empty_database_url).upper()
         assert _fetchall(empty_database_url, "SELECT count(*) FROM sqlresults_records") == [(1,)]
-        migrations.upgrade(database)
+        migrations.upgrade(database, LEAN_INDEX_REVISION)
         assert migrations.current_revision(database) == LEAN_INDEX_REVISION
 
     def test_offline_script_is_two_index_statements(self) -> None:
         """``--sql`` from the provenance revision drops and recreates the index, partial, and
         touches no table, on both dialects."""
         for url in ("sqlite:///never-created.db", "postgresql+psycopg://u@nowhere.invalid/db"):
-            sql = migrations.upgrade_sql(url, from_revision=PROVENANCE_REVISION)
+            sql = migrations.upgrade_sql(
+                url, LEAN_INDEX_REVISION, from_revision=PROVENANCE_REVISION
+            )
             assert "DROP INDEX ix_sqlresults_records_expires" in sql
             assert "WHERE expires IS NOT NULL" in sql
             assert "TABLE" not in sql.replace("sqlresults_alembic_version", "")
+
+
+def _locks_ddl(url: str) -> str:
+    """The definition of sqlresults_locks on SQLite ("" on PostgreSQL, which has no rowid)."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return ""
+    [(definition,)] = _fetchall(
+        url, "SELECT sql FROM sqlite_master WHERE name = 'sqlresults_locks'"
+    )
+    return str(definition)
+
+
+def _lock_index_names(url: str) -> set[str]:
+    with _engine(url) as engine:
+        return {str(index["name"]) for index in inspect(engine).get_indexes("sqlresults_locks")}
+
+
+class TestLeanLocksRevision:
+    def test_upgrade_keeps_held_locks(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """Upgrading from revision 3 drops the locks' expiry index and, on SQLite, makes the
+        table WITHOUT ROWID (one page per lock change); locks held across the upgrade stay held
+        by their holders, with their fences, and the schema matches the models."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database, LEAN_INDEX_REVISION)
+        now = time.time()
+        _execute(
+            empty_database_url,
+            "INSERT INTO sqlresults_locks (namespace, key, holder, acquired, expires, fence) "
+            f"VALUES ('ns', 'held', 'h1', {now}, {now + 60}, 7)",
+        )
+        migrations.upgrade(database)
+        store = ResultStore(result_storage=database, namespace="ns")
+        assert migrations.current_revision(database) == LEAN_LOCKS_REVISION
+        assert "ix_sqlresults_locks_expires" not in _lock_index_names(empty_database_url)
+        if make_url(empty_database_url).get_backend_name() == "sqlite":
+            assert "WITHOUT ROWID" in _locks_ddl(empty_database_url).upper()
+        migrations.check(database)  # raises SchemaOutOfDateError on drift
+        assert store.is_lock_holder("held", "h1")
+        assert store.acquire_lock("held", holder="h2", timeout=0) is False
+        assert _fetchall(empty_database_url, "SELECT fence FROM sqlresults_locks") == [(7,)]
+        store.write("by h1", key="held", holder="h1")
+        store.release_lock("held", holder="h1")
+        assert store.acquire_lock("held", holder="h2", timeout=0) is True
+
+    def test_downgrade_restores_the_rowid_table_and_index(
+        self, empty_database_url: str, open_database: Callable[..., Database]
+    ) -> None:
+        """Downgrading to revision 3 brings back the rowid table and its expiry index, lock
+        rows kept."""
+        database = open_database(empty_database_url, auto_migrate=False)
+        migrations.upgrade(database)
+        store = ResultStore(result_storage=database, namespace="ns")
+        assert store.acquire_lock("held", holder="h1", hold_timeout=60)
+        migrations.downgrade(database, LEAN_INDEX_REVISION)
+        assert "ix_sqlresults_locks_expires" in _lock_index_names(empty_database_url)
+        assert "WITHOUT ROWID" not in _locks_ddl(empty_database_url).upper()
+        assert _fetchall(empty_database_url, "SELECT key, holder FROM sqlresults_locks") == [
+            ("held", "h1")
+        ]
+
+    def test_offline_script(self) -> None:
+        """``--sql`` from revision 3: SQLite copies the locks into a WITHOUT ROWID table;
+        PostgreSQL only drops the index."""
+        sqlite = migrations.upgrade_sql("sqlite:///x.db", from_revision=LEAN_INDEX_REVISION)
+        assert "DROP INDEX ix_sqlresults_locks_expires" in sqlite
+        assert "WITHOUT ROWID" in sqlite
+        assert "ALTER TABLE _sqlresults_locks_new RENAME TO sqlresults_locks" in sqlite
+        postgresql = migrations.upgrade_sql(
+            "postgresql+psycopg://u@nowhere.invalid/db", from_revision=LEAN_INDEX_REVISION
+        )
+        assert "DROP INDEX ix_sqlresults_locks_expires" in postgresql
+        assert "TABLE" not in postgresql.replace("sqlresults_alembic_version", "")
 
 
 class TestPostgreSQLStorage:

@@ -437,6 +437,34 @@ class TestPickleSerializer:
         assert payload == cloudpickle.dumps(value)
         assert payload.startswith(b"\x80")
 
+    @given(
+        value=st.one_of(
+            st.binary(),
+            st.text(),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.complex_numbers(allow_nan=False),
+            st.booleans(),
+            st.none(),
+        )
+    )
+    def test_scalars_pickle_as_cloudpickle_does(self, value: Any) -> None:
+        """Plain scalars (pickled without cloudpickle's set-up) give cloudpickle's exact
+        bytes."""
+        assert PickleSerializer().dumps(value) == cloudpickle.dumps(value)
+
+    def test_scalar_subclasses_go_through_cloudpickle(self) -> None:
+        """A subclass of a scalar type defined where pickle cannot import it still
+        round-trips: only the exact types skip cloudpickle."""
+
+        class Label(str):
+            pass
+
+        serializer = PickleSerializer()
+        restored = serializer.loads(serializer.dumps(Label("x")))
+        assert restored == "x"
+        assert type(restored).__name__ == "Label"
+
     def test_picklelib_is_used(self) -> None:
         """picklelib="pickle" encodes and decodes with the standard library's pickle."""
         serializer = PickleSerializer(picklelib="pickle")

@@ -1109,6 +1109,21 @@ class TestLeaseRenewal:
         assert store.read("k").result == "kept"
         assert store.acquire_lock("k", holder="other", timeout=0) is True
 
+    def test_short_lease_opened_inside_a_long_one_is_renewed(self, store: ResultStore) -> None:
+        """The renewal thread sleeps until the soonest renewal it knows of: a short lease
+        opened while it sleeps for a long one (300 s, renewed in 100 s) still gets renewed
+        every third of its own lease (1.5 s, so a renewal may come a second late on a loaded
+        machine), and keeps its lock for ~4 s."""
+        with (
+            transaction("long", store, isolation_level=SERIALIZABLE, hold_timeout=300),
+            transaction("short", store, isolation_level=SERIALIZABLE, hold_timeout=1.5) as txn,
+        ):
+            for _ in range(4):
+                time.sleep(1.0)
+                assert store.is_lock_holder("short", txn.holder)
+            txn.stage("kept")
+        assert store.read("short").result == "kept"
+
 
 class TestLockTimeout:
     def test_lock_timeout_at_begin(self, store: ResultStore) -> None:
