@@ -98,8 +98,8 @@ Baselines, and why each is a fair floor
   the whole group (uncached calls take inputs never seen in any round, so every round's misses are
   real) and makes its calls inside one flow run, each library's faster way (outside a flow, a
   Prefect call took 30-40 ms here, reporting its run to the API before returning; a sqlresults call
-  ~170 µs instead of ~90). Prefect runs in a virtualenv of its own (``.venv-prefect/``, made on
-  first use, about a minute: its pins clash with the project's), in a subprocess
+  ~170 µs instead of ~90). Prefect runs from the project's virtualenv when its dev extra
+  installed it (else from ``.venv-prefect/``, made on first use), in a subprocess
   (``scripts/bench_prefect.py``) that stays up for the group and times one round per request, so
   rounds still alternate. It waits, after its warm-up and after its timed loop, until its API server
   has recorded the runs (its processes use ~20 ms of CPU per call in all; the notes report it, the
@@ -1044,7 +1044,9 @@ def group_startup(ctx: Context) -> list[BenchResult]:
         Contender(DC, command(python, "-c", "import diskcache"), "reference"),
     ]
     # Prefect's import (~1 s a run) is shown in full runs only: --quick must stay under a minute.
-    prefect_python = PREFECT_VENV / "bin" / "python"
+    prefect_python = (
+        Path(sys.executable) if project_has_prefect() else PREFECT_VENV / "bin" / "python"
+    )
     if not ctx.args.no_prefect and not ctx.args.quick and prefect_python.exists():
         home = ctx.fresh_dir("startup-prefect-home")
         imports.append(
@@ -1634,10 +1636,24 @@ def prefect_requirements() -> list[str]:
     ]
 
 
+def project_has_prefect() -> bool:
+    """Whether this interpreter has the Prefect release the bench compares with (the project's
+    dev extra installs it, for the tests of sqlresults.prefect)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prefect") == bench_prefect.PREFECT_VERSION
+    except PackageNotFoundError:
+        return False
+
+
 def ensure_prefect_venv() -> tuple[Path | None, str]:
-    """The Python of ``.venv-prefect`` (Prefect kept out of the project's .venv, whose pins clash
-    with it), created and filled the first time and whenever the requirements change; or None
-    and the reason when it cannot be made (no network, no such release)."""
+    """A Python that runs the Prefect contender: this one when it has the right Prefect (the dev
+    extra), else that of ``.venv-prefect``, created and filled the first time and whenever the
+    requirements change; or None and the reason when it cannot be made (no network, no such
+    release)."""
+    if project_has_prefect():
+        return Path(sys.executable), ""
     python = PREFECT_VENV / "bin" / "python"
     stamp = PREFECT_VENV / _VENV_STAMP
     requirements = prefect_requirements()
@@ -1744,9 +1760,10 @@ def prefect_home(python: Path, home: Path) -> None:
     """Put a migrated API database in the empty scratch ``home``, copied from a template made
     once (``prefect server database upgrade``, ~5 s) so that the ephemeral server does not
     migrate a new database on every run; without a template the server migrates one itself."""
+    # Kept under .venv-prefect/ (git-ignored) whichever Python runs Prefect.
     template = PREFECT_VENV / "home-template" / "prefect.db"
     if not template.exists():
-        template.parent.mkdir(exist_ok=True)
+        template.parent.mkdir(parents=True, exist_ok=True)
         with (PREFECT_VENV / "bench-install.log").open("a", encoding="utf-8") as log:
             done = subprocess.run(
                 [str(python.parent / "prefect"), "server", "database", "upgrade", "-y"],

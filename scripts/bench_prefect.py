@@ -1,12 +1,12 @@
 """The Prefect side of the "tasks" group of ``scripts/bench``, and what both sides share.
 
 ``scripts/bench.py`` imports this module for the shared definitions (the task's function, the
-inputs of each call, the data whose keys are computed), and runs it as a script with the Python
-of a separate virtualenv that holds Prefect (Prefect's dependency pins clash with the project's
-``.venv``). The script stays up for the whole group, serving requests inside one flow run (as the
-sqlresults side makes its calls inside one flow run of its own), so Prefect's ephemeral API
-server and the flow run start once; it answers one request per round: the harness sends the
-Prefect contender's round between the rounds of the other contenders, as it alternates
+inputs of each call, the data whose keys are computed), and runs it as a script with a Python
+that has Prefect (the project's ``.venv``, whose dev extra installs it, or ``.venv-prefect``),
+in a process of its own. The script stays up for the whole group, serving requests inside one
+flow run (as the sqlresults side makes its calls inside one flow run of its own), so Prefect's
+ephemeral API server and the flow run start once; it answers one request per round: the harness
+sends the Prefect contender's round between the rounds of the other contenders, as it alternates
 contenders everywhere.
 
 Protocol: one JSON object per line on stdin, one JSON reply per line on stdout (the real fd 1;
