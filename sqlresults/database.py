@@ -297,6 +297,38 @@ class Database:
                 cannot be reached.
         """
         sql = self._statements.get(query) or self.sql(query)
+        local = self._local
+        connection = self._per_thread and getattr(local, "connection", None)
+        if connection and self._watch_file:
+            # The hot path of every read: this thread's open SQLite file connection, with
+            # _run_on_thread_connection inlined (no closure, no keyword options: SQLite has
+            # none), with the same file checks and the same retries.
+            changed = connection.total_changes
+            clock = self._stamp_clock
+            if clock is not None:
+                params["now"] = clock()
+            try:
+                row: Row | None = connection.execute(sql, params).fetchone()
+            except Exception as exc:
+                operation = self._fetchone_operation(sql, params)
+                try:
+                    self._check_file(local)  # a moved file explains the error best
+                except Exception as moved:
+                    return self._recover(moved, operation, params)
+                return self._recover(exc, operation, params)
+            if connection.total_changes != changed or time.monotonic() >= local.next_file_check:
+                try:
+                    self._check_file(local)
+                except Exception as moved:
+                    return self._recover(moved, self._fetchone_operation(sql, params), params)
+            return row
+        operation = self._fetchone_operation(sql, params)
+        if connection:
+            return self._run_on_thread_connection(connection, operation, params)
+        return self._run(operation, params)
+
+    def _fetchone_operation(self, sql: str, params: Params) -> Callable[[Any], Row | None]:
+        """The operation :meth:`fetchone` runs: stamp ``params``, run ``sql``, first row."""
         options = self.execute_options
         stamp = self.stamp
 
@@ -305,10 +337,7 @@ class Database:
             row: Row | None = connection.execute(sql, params, **options).fetchone()
             return row
 
-        connection = self._per_thread and getattr(self._local, "connection", None)
-        if connection:
-            return self._run_on_thread_connection(connection, run, params)
-        return self._run(run, params)
+        return run
 
     def fetchall(self, query: Query, params: Params) -> list[Row]:
         """Run one statement in autocommit mode and return all its rows (see
