@@ -100,8 +100,9 @@ class WriteTransaction:
         """Run ``query`` and return its first row, or None (``params["now"]`` is set to the
         time the statement runs, see :meth:`Database.fetchone`)."""
         database = self._database
+        sql = database._statements.get(query) or database.sql(query)
         database.stamp(params)
-        cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        cursor = self._connection.execute(sql, params, **database.execute_options)
         row: Row | None = cursor.fetchone()
         self.moved.append((params, row))
         return row
@@ -109,8 +110,9 @@ class WriteTransaction:
     def execute(self, query: Query, params: Params) -> int:
         """Run ``query`` and return the number of rows it changed."""
         database = self._database
+        sql = database._statements.get(query) or database.sql(query)
         database.stamp(params)
-        cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        cursor = self._connection.execute(sql, params, **database.execute_options)
         self.moved.append(params)
         return _changed_rows(cursor)
 
@@ -491,7 +493,8 @@ class Database:
             connection = getattr(local, "connection", None) or self._connection()
             if not self._watch_file:
                 return operation(connection)
-            changed = self.dialect.rows_changed(connection)
+            rows_changed = self._rows_changed
+            changed = rows_changed(connection)
             try:
                 result = operation(connection)
             except Exception:
@@ -501,10 +504,7 @@ class Database:
             # the path. After a read, at most every _READ_FILE_CHECK_INTERVAL: a read from a
             # file deleted a moment ago returns what was true then, and the stat would cost a
             # quarter of a small read.
-            if (
-                self.dialect.rows_changed(connection) != changed
-                or time.monotonic() >= local.next_file_check
-            ):
+            if rows_changed(connection) != changed or time.monotonic() >= local.next_file_check:
                 self._check_file(local)
             return result
         if not self._schema_ready:
