@@ -100,8 +100,9 @@ class WriteTransaction:
         """Run ``query`` and return its first row, or None (``params["now"]`` is set to the
         time the statement runs, see :meth:`Database.fetchone`)."""
         database = self._database
+        sql = database._statements.get(query) or database.sql(query)
         database.stamp(params)
-        cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        cursor = self._connection.execute(sql, params, **database.execute_options)
         row: Row | None = cursor.fetchone()
         self.moved.append((params, row))
         return row
@@ -109,8 +110,9 @@ class WriteTransaction:
     def execute(self, query: Query, params: Params) -> int:
         """Run ``query`` and return the number of rows it changed."""
         database = self._database
+        sql = database._statements.get(query) or database.sql(query)
         database.stamp(params)
-        cursor = self._connection.execute(database.sql(query), params, **database.execute_options)
+        cursor = self._connection.execute(sql, params, **database.execute_options)
         self.moved.append(params)
         return _changed_rows(cursor)
 
@@ -297,6 +299,38 @@ class Database:
                 cannot be reached.
         """
         sql = self._statements.get(query) or self.sql(query)
+        local = self._local
+        connection = self._per_thread and getattr(local, "connection", None)
+        if connection and self._watch_file:
+            # The hot path of every read: this thread's open SQLite file connection, with
+            # _run_on_thread_connection inlined (no closure, no keyword options: SQLite has
+            # none), with the same file checks and the same retries.
+            changed = connection.total_changes
+            clock = self._stamp_clock
+            if clock is not None:
+                params["now"] = clock()
+            try:
+                row: Row | None = connection.execute(sql, params).fetchone()
+            except Exception as exc:
+                operation = self._fetchone_operation(sql, params)
+                try:
+                    self._check_file(local)  # a moved file explains the error best
+                except Exception as moved:
+                    return self._recover(moved, operation, params)
+                return self._recover(exc, operation, params)
+            if connection.total_changes != changed or time.monotonic() >= local.next_file_check:
+                try:
+                    self._check_file(local)
+                except Exception as moved:
+                    return self._recover(moved, self._fetchone_operation(sql, params), params)
+            return row
+        operation = self._fetchone_operation(sql, params)
+        if connection:
+            return self._run_on_thread_connection(connection, operation, params)
+        return self._run(operation, params)
+
+    def _fetchone_operation(self, sql: str, params: Params) -> Callable[[Any], Row | None]:
+        """The operation :meth:`fetchone` runs: stamp ``params``, run ``sql``, first row."""
         options = self.execute_options
         stamp = self.stamp
 
@@ -305,10 +339,7 @@ class Database:
             row: Row | None = connection.execute(sql, params, **options).fetchone()
             return row
 
-        connection = self._per_thread and getattr(self._local, "connection", None)
-        if connection:
-            return self._run_on_thread_connection(connection, run, params)
-        return self._run(run, params)
+        return run
 
     def fetchall(self, query: Query, params: Params) -> list[Row]:
         """Run one statement in autocommit mode and return all its rows (see
@@ -462,7 +493,8 @@ class Database:
             connection = getattr(local, "connection", None) or self._connection()
             if not self._watch_file:
                 return operation(connection)
-            changed = self.dialect.rows_changed(connection)
+            rows_changed = self._rows_changed
+            changed = rows_changed(connection)
             try:
                 result = operation(connection)
             except Exception:
@@ -472,10 +504,7 @@ class Database:
             # the path. After a read, at most every _READ_FILE_CHECK_INTERVAL: a read from a
             # file deleted a moment ago returns what was true then, and the stat would cost a
             # quarter of a small read.
-            if (
-                self.dialect.rows_changed(connection) != changed
-                or time.monotonic() >= local.next_file_check
-            ):
+            if rows_changed(connection) != changed or time.monotonic() >= local.next_file_check:
                 self._check_file(local)
             return result
         if not self._schema_ready:

@@ -850,8 +850,10 @@ class ResultStore:
         Raises:
             ValueError: ``level`` is not an isolation level.
         """
+        if isinstance(level, IsolationLevel):
+            return True  # asked on every transaction: no enum lookup for a member
         try:
-            IsolationLevel(level.value if isinstance(level, IsolationLevel) else level)
+            IsolationLevel(level)
         except ValueError:
             raise ValueError(f"Unsupported isolation level: {level}") from None
         return True
