@@ -357,9 +357,28 @@ class _ClusterLink:
         """The scheduler's address, for messages (never carries a secret)."""
         return _describe_scheduler(self.address, self.cluster)
 
+    def scheduler_info(self) -> dict[str, Any]:
+        """What the scheduler says of itself and its workers.
+
+        Raises:
+            ClusterUnavailableError: The scheduler cannot be reached (dask raises an
+                ``OSError``, e.g. ``CommClosedError``, once it is gone).
+        """
+        try:
+            info: dict[str, Any] = self.client.scheduler_info()
+        except (OSError, TimeoutError) as exc:
+            raise ClusterUnavailableError(
+                f"Cannot reach the Dask scheduler at {self.describe()}: {exc}"
+            ) from exc
+        return info
+
     def worker_threads(self) -> int:
-        """The worker threads of the cluster now."""
-        workers = self.client.scheduler_info().get("workers", {})
+        """The worker threads of the cluster now.
+
+        Raises:
+            ClusterUnavailableError: The scheduler cannot be reached.
+        """
+        workers = self.scheduler_info().get("workers", {})
         return sum(int(info.get("nthreads", 0)) for info in workers.values())
 
     def remote_hosts(self) -> set[str]:
@@ -373,7 +392,7 @@ class _ClusterLink:
         known = self._hosts_seen
         if known is not None and now - known[0] < _HOSTS_REFRESH:
             return known[1]
-        info = self.client.scheduler_info()
+        info = self.scheduler_info()
         addresses = [str(info.get("address") or self.describe())]
         addresses.extend(str(address) for address in info.get("workers", {}))
         remote = set()
@@ -524,18 +543,15 @@ class DaskTaskRunner(TaskRunner):
 
     def duplicate(self) -> DaskTaskRunner:
         """A new, unentered runner with the same configuration (for a flow run)."""
-        return DaskTaskRunner(
-            address=self.address,
-            cluster_class=self.cluster_class,
-            cluster_kwargs=self.cluster_kwargs,
-            client_kwargs=self.client_kwargs,
-            adapt_kwargs=self.adapt_kwargs,
-            large_result_bytes=self.large_result_bytes,
-        )
+        return _restore_runner(self._configuration())
 
     @property
     def max_workers(self) -> int:
-        """The worker threads of the cluster now (0 when the runner is not entered)."""
+        """The worker threads of the cluster now (0 when the runner is not entered).
+
+        Raises:
+            ClusterUnavailableError: The scheduler cannot be reached.
+        """
         link = self._link
         return 0 if link is None else link.worker_threads()
 
@@ -655,6 +671,9 @@ class DaskTaskRunner(TaskRunner):
             return
         try:
             call_payload, dependencies = self._pickle_call(submission)
+        except ClusterUnavailableError as exc:  # asking where the workers are failed
+            self._finish(submission, self._unreachable(exc))
+            return
         except ConfigurationError as exc:
             submission.future.set_result(Failed(exc, message=str(exc)))
             if raise_refusal:

@@ -222,8 +222,10 @@ class Dialect:
     def has_async_driver(self) -> bool:
         """Whether the driver has asyncio connections (:meth:`async_connect`): psycopg's
         ``AsyncConnection`` on PostgreSQL. SQLite has none worth the name (aiosqlite runs the
-        sync driver in a thread), so its async callers keep worker threads."""
-        return not self.is_sqlite
+        sync driver in a thread), so its async callers keep worker threads; so does PostgreSQL
+        through another driver (psycopg2, pg8000), whose errors the asyncio path, made of
+        psycopg's connections, would not recognise."""
+        return not self.is_sqlite and self.url.get_driver_name() == "psycopg"
 
     async def async_connect(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Open an asyncio connection in autocommit mode (as :meth:`configure_connection`

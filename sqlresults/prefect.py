@@ -174,6 +174,12 @@ class SQLLockManager(_SQLLockManager):
         _RENEWALS.stop(self._lease_key(key, holder))
         super().release_lock(key, holder)
 
+    async def _arelease_lock(self, key: str, holder: str) -> None:
+        """Async form of :meth:`release_lock` (what async transactions call): stops the
+        renewals too, which the base class's asyncio path would otherwise leave running."""
+        _RENEWALS.stop(self._lease_key(key, holder))
+        await super()._arelease_lock(key, holder)
+
     def is_lock_holder(self, key: str, holder: str) -> bool:
         """Whether ``holder`` holds an unexpired lock on ``key``.
 
@@ -211,7 +217,7 @@ class _Renewals:
     def start(self, lease_key: tuple[str, str, str, str], make: Any) -> None:
         with self._lock:
             lease = self._leases.get(lease_key)
-            if lease is not None and not lease.stopped:
+            if lease is not None and not lease.stopped and not lease.lost:
                 return
             self._leases[lease_key] = make()
 
@@ -497,12 +503,12 @@ class SQLResultStorage(WritableFileSystem):
             # Not an envelope, or one whose result is not what its serializer writes: keep the
             # bytes exactly as they came (Prefect reads them back with the serializer it knows).
             record = _encoded(key, content, _BLOB, None)
-        self._stores().writer.persist_result_record(record, holder)
+        self._store().persist_result_record(record, holder)
         return key
 
     def _read(self, path: str) -> bytes:
         key = check_key(path)
-        payload, serializer, expiration = _read_payload(self._stores().reader, key)
+        payload, serializer, expiration = _read_payload(self._store(), key)
         if isinstance(serializer, PrefectBlobSerializer):
             return payload
         record = _encoded(key, payload, serializer, expiration)
@@ -532,87 +538,34 @@ class SQLResultStorage(WritableFileSystem):
         self._resolved = (configuration, database, namespace)
         return database, namespace
 
-    def _stores(self) -> _Stores:
+    def _store(self) -> ResultStore:
         database, namespace = self._target()
-        return _stores_for(database, namespace)
+        return _store_for(database, namespace)
 
-
-class _Stores:
-    """The two sqlresults stores a :class:`SQLResultStorage` works through.
-
-    ``writer`` has the lock manager of the records' own namespace, so each write checks the
-    key's lock (and the writer's fence) in the statement that writes it. ``reader`` has none:
-    a storage read never waits for a lock (Prefect's store does that itself, and a reader that
-    waited here could wait for its own transaction's lock, which it has no holder id for).
-    Neither keeps records in memory: the payloads they handle are encoded, not results.
-    """
-
-    def __init__(self, database: Database, namespace: str) -> None:
-        self.writer = ResultStore(
-            result_storage=database,
-            namespace=namespace,
-            cache_result_in_memory=False,
-            lock_manager=_SQLLockManager(database, namespace=namespace),
-        )
-        self.reader = ResultStore(
-            result_storage=database,
-            namespace=namespace,
-            cache_result_in_memory=False,
-            lock_manager=_NO_LOCKS,
-        )
-
-
-class _NoLocks:
-    """A lock manager for which no key is ever locked (the reading store's)."""
-
-    def acquire_lock(
-        self,
-        key: str,
-        holder: str,
-        acquire_timeout: float | None = None,
-        hold_timeout: float | None = None,
-    ) -> bool:
-        return True
-
-    async def aacquire_lock(
-        self,
-        key: str,
-        holder: str,
-        acquire_timeout: float | None = None,
-        hold_timeout: float | None = None,
-    ) -> bool:
-        return True
-
-    def release_lock(self, key: str, holder: str) -> None:
-        return None
-
-    def is_locked(self, key: str) -> bool:
-        return False
-
-    def is_lock_holder(self, key: str, holder: str) -> bool:
-        return False
-
-    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        return True
-
-    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        return True
-
-
-_NO_LOCKS = _NoLocks()
 
 _stores_lock = threading.Lock()
-_stores_cache: dict[tuple[int, str], _Stores] = {}
+_stores_cache: dict[tuple[int, str], ResultStore] = {}
 
 
-def _stores_for(database: Database, namespace: str) -> _Stores:
+def _store_for(database: Database, namespace: str) -> ResultStore:
+    """The sqlresults store a :class:`SQLResultStorage` writes and reads through: the lock
+    manager of the records' own namespace, so that each write checks the key's lock (and the
+    writer's fence) in the statement that writes it, and no records kept in memory (the
+    payloads it handles are encoded, not results). Reads use its statement directly and never
+    wait for a lock: Prefect's store does that itself, and a read that waited here could wait
+    for its own transaction's lock, which it has no holder id for."""
     # Keyed by the Database object: resolve_database shares one per URL and process.
     cache_key = (id(database), namespace)
     with _stores_lock:
-        stores = _stores_cache.get(cache_key)
-        if stores is None or stores.writer.result_storage is not database:
-            stores = _stores_cache[cache_key] = _Stores(database, namespace)
-        return stores
+        store = _stores_cache.get(cache_key)
+        if store is None or store.result_storage is not database:
+            store = _stores_cache[cache_key] = ResultStore(
+                result_storage=database,
+                namespace=namespace,
+                cache_result_in_memory=False,
+                lock_manager=_SQLLockManager(database, namespace=namespace),
+            )
+        return store
 
 
 def _read_payload(store: ResultStore, key: str) -> tuple[bytes, Serializer, datetime | None]:

@@ -20,8 +20,9 @@ failed run's exception, and refuses a run that is not final::
     Pending().result()                                  # UnfinishedRun
 
 The errors a state's result can raise (:class:`UnfinishedRun`, :class:`FailedRun`,
-:class:`CancelledRun`, :class:`CrashedRun`, :class:`UpstreamTaskError`) live here, beside the
-states that produce them, and derive from :class:`~sqlresults.errors.SQLResultsError`.
+:class:`CancelledRun`, :class:`CrashedRun`, :class:`UpstreamTaskError`) are defined in
+:mod:`sqlresults.errors` under :class:`~sqlresults.errors.RunError`, and importable from here
+too, beside the states that produce them (as they were first published).
 """
 
 from __future__ import annotations
@@ -33,19 +34,31 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlresults.errors import CancelledRun, FailedRun, RunError, UnfinishedRun
+from sqlresults.errors import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    RunError,
+    UnfinishedRun,
+    UpstreamTaskError,
+)
 from sqlresults.records import ResultRecord
 
 __all__ = [
     "Cached",
     "Cancelled",
+    "CancelledRun",
     "Completed",
+    "CrashedRun",
     "Failed",
+    "FailedRun",
     "Pending",
     "RolledBack",
     "Running",
     "State",
     "StateType",
+    "UnfinishedRun",
+    "UpstreamTaskError",
 ]
 
 R = TypeVar("R")

@@ -153,16 +153,32 @@ class TestSameRulesAsSync:
         clocked_store.cache.clear()
         assert clocked_store.read("w").result == clocked_store.read("d").result == "holder2's"
 
-    def test_a_large_payload_round_trips(self, store: ResultStore) -> None:
-        """A payload over OFFLOAD_BYTES (checked and deserialized off the loop) round-trips."""
+    def test_a_large_payload_round_trips(
+        self, store: ResultStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A payload over OFFLOAD_BYTES round-trips, its sealing, checking and deserializing
+        run in worker threads (off the loop), on the asyncio path as on SQLite's threads."""
         value = b"x" * (async_results.OFFLOAD_BYTES * 2)
+        offloaded: list[str] = []
+        real_to_thread = asyncio.to_thread
+
+        async def counting_to_thread(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+            offloaded.append(getattr(function, "__name__", repr(function)))
+            return await real_to_thread(function, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
 
         async def scenario() -> Any:
             await store.awrite(value, key="big")
+            written = len(offloaded)
             store.cache.clear()
-            return (await store.aread("big")).result
+            result = (await store.aread("big")).result
+            return written, len(offloaded) - written, result
 
-        assert run_async(scenario) == value
+        written, read, result = run_async(scenario)
+        assert result == value
+        assert written >= 1
+        assert read >= 1
 
 
 @pytest.mark.postgres

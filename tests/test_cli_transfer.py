@@ -182,10 +182,61 @@ class TestImport:
         assert result.exit_code == 2
 
 
-@pytest.mark.parametrize("key", ["/abs", "a//b", "./a", "a/../b"])
+@pytest.mark.parametrize("key", ["/abs", "a//b", "./a", "a/../b", "a/b.sqlresults-partial"])
 def test_unsafe_keys_never_leave_the_directory(key: str, tmp_path: Path) -> None:
     """Keys that are absolute or have an empty, ``.`` or ``..`` part have no file under DIR."""
     from sqlresults.cli.transfer import _file_for
 
     assert _file_for(tmp_path, key) is None
     assert _file_for(tmp_path, "a/b.c") == tmp_path / "a" / "b.c"
+
+
+class TestFileSystemFailures:
+    def test_a_directory_that_cannot_be_listed_is_reported(
+        self, store: ResultStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A subdirectory import cannot list (permissions) is reported as a failure with exit
+        status 1, not silently left out; the readable files are imported. (The tests run as
+        root, which ignores permissions, so listing is made to fail.)"""
+        import os
+
+        source = tmp_path / "in"
+        (source / "locked").mkdir(parents=True)
+        (source / "ok").write_bytes(
+            ResultRecord(metadata=ResultRecordMetadata(), result=1).serialize()
+        )
+        (source / "locked" / "hidden").write_bytes(b"never read")
+        real_scandir = os.scandir
+
+        def scandir(path: object) -> object:
+            if Path(str(path)) == source / "locked":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "scandir", scandir)
+
+        result = run("import", str(source), *opts(store), "--json")
+
+        assert result.exit_code == 1
+        document = json.loads(result.stdout)
+        assert document["imported"] == 1
+        assert document["failed"] == [{"key": "locked", "error": "Permission denied"}]
+        assert "'locked'" in result.stderr
+        assert store.read("ok").result == 1
+
+    def test_a_key_named_like_an_export_leftover_is_refused_not_lost(
+        self, store: ResultStore, tmp_path: Path
+    ) -> None:
+        """Import skips files ending in ``.sqlresults-partial`` (an interrupted export's
+        leftovers), so export refuses a record whose key ends so instead of writing a file
+        that would silently vanish on the way back."""
+        store.write(1, key="fine")
+        store.write(2, key="odd.sqlresults-partial")
+
+        result = run("export", str(tmp_path / "out"), *opts(store), "--json")
+
+        assert result.exit_code == 1
+        document = json.loads(result.stdout)
+        assert document["exported"] == 1
+        assert [failure["key"] for failure in document["failed"]] == ["odd.sqlresults-partial"]
+        assert not (tmp_path / "out" / "odd.sqlresults-partial").exists()

@@ -586,6 +586,29 @@ class TestFaults:
         with pytest.raises(ClusterUnavailableError, match=r"tcp://127\.0\.0\.1:9\b"):
             run()
 
+    def test_asking_a_gone_scheduler_is_cluster_unavailable(self) -> None:
+        """``max_workers``, and the remote-host check made before a call carrying a SQLite
+        database is sent, ask the scheduler; once it is gone dask raises an ``OSError``
+        (``CommClosedError``), which becomes ClusterUnavailableError naming its address."""
+        from distributed.comm.core import CommClosedError
+
+        from sqlresults.dask_runner import _ClusterLink
+
+        class GoneClient:
+            def scheduler_info(self) -> dict[str, Any]:
+                raise CommClosedError("in <TCP (closed)>: Stream is closed")
+
+        runner = DaskTaskRunner(address="tcp://10.0.0.9:8786")
+        link = _ClusterLink.__new__(_ClusterLink)  # entered, without a real cluster
+        link.address, link.cluster, link._hosts_seen = runner.address, None, None
+        link.client = GoneClient()  # type: ignore[assignment]
+        runner._link = link
+
+        with pytest.raises(ClusterUnavailableError, match=r"tcp://10\.0\.0\.9:8786"):
+            _ = runner.max_workers
+        with pytest.raises(ClusterUnavailableError, match=r"tcp://10\.0\.0\.9:8786"):
+            link.remote_hosts()
+
     def test_a_scheduler_that_goes_away_fails_the_flow_naming_its_address(
         self, pipeline: ResultStore, tmp_path: Path
     ) -> None:

@@ -294,6 +294,21 @@ class TestURLFacts:
     @pytest.mark.parametrize(
         ("url", "expected"),
         [
+            ("postgresql+psycopg://u@h/db", True),
+            ("postgresql+psycopg2://u@h/db", False),
+            ("postgresql+pg8000://u@h/db", False),
+            ("sqlite:///x.db", False),
+        ],
+    )
+    def test_only_psycopg_has_the_asyncio_path(self, url: str, expected: bool) -> None:
+        """The asyncio path is made of psycopg's connections: only a psycopg URL takes it
+        (another PostgreSQL driver's errors would not be recognised there, and escape the
+        error tree); SQLite and other drivers keep worker threads."""
+        assert Dialect(make_url(url)).has_async_driver is expected
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
             ("sqlite://", True),
             ("sqlite:///:memory:", True),
             ("sqlite:///file:name?mode=memory&cache=shared&uri=true", True),

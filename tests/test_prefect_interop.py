@@ -5,7 +5,6 @@ storage and sqlresults (export and import). Real flows are in ``test_prefect_flo
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import pickle
 import subprocess
@@ -39,7 +38,6 @@ from sqlresults.errors import (
     RecordNotFoundError,
     SerializerUnavailableError,
 )
-from sqlresults.locking import SQLLockManager as NativeLockManager
 from sqlresults.prefect import PrefectBlobSerializer, SQLLockManager, SQLResultStorage
 from sqlresults.records import ResultRecord
 from sqlresults.results import ResultStore
@@ -497,8 +495,24 @@ class TestPrefectLocalStorageRoundTrip:
         assert reader.read("flow-result").result == VALUE
 
 
-def test_native_lock_manager_is_the_base() -> None:
-    """``sqlresults.prefect.SQLLockManager`` is sqlresults' own lock manager (a subclass), so
-    it goes wherever that one goes (a sqlresults ``ResultStore``, transactions)."""
-    assert issubclass(SQLLockManager, NativeLockManager)
-    assert asyncio.iscoroutinefunction(SQLLockManager.aacquire_lock)
+def test_an_async_release_stops_the_renewals(
+    database_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock taken with ``aacquire_lock`` and no ``hold_timeout`` (renewed while held) and
+    released the way async transactions release (``_arelease_lock``, awaited on PostgreSQL)
+    stops renewing: no "lock was lost" warning follows, and the same holder taking the key
+    again gets a renewed lease of its own that outlives several leases."""
+    locks = SQLLockManager(database_url, namespace=namespace, default_hold_timeout=0.3)
+
+    async def take_and_release() -> None:
+        assert await locks.aacquire_lock("k", holder="h")
+        await locks._arelease_lock("k", "h")
+
+    run_async(take_and_release)
+    time.sleep(0.6)  # two leases: a renewal still running would have found its lock gone
+    assert locks.acquire_lock("k", holder="h")
+    time.sleep(1.5)  # five leases
+
+    assert locks.lock_holder("k") == "h"
+    assert "was lost" not in caplog.text
+    locks.release_lock("k", holder="h")

@@ -301,3 +301,17 @@ class TestPickling:
         assert error.upstream_state.is_failed()
         for cls in (UnfinishedRun, FailedRun, CancelledRun, CrashedRun):
             assert str(pickle.loads(pickle.dumps(cls("message")))) == "message"
+
+
+@pytest.mark.parametrize(
+    "name", ["CancelledRun", "CrashedRun", "FailedRun", "UnfinishedRun", "UpstreamTaskError"]
+)
+def test_run_errors_import_from_states_as_first_published(name: str) -> None:
+    """The errors a state's result raises, first published in ``sqlresults.states``, still
+    import from there (they are defined in ``sqlresults.errors``, under ``RunError``)."""
+    import sqlresults.errors
+    import sqlresults.states
+
+    assert name in sqlresults.states.__all__
+    assert getattr(sqlresults.states, name) is getattr(sqlresults.errors, name)
+    assert issubclass(getattr(sqlresults.states, name), sqlresults.errors.RunError)

@@ -28,7 +28,7 @@ from sqlresults.flows import flow
 from sqlresults.futures import TaskRunFuture
 from sqlresults.results import ResultStore
 from sqlresults.states import State
-from sqlresults.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from sqlresults.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from sqlresults.tasks import Task, exponential_backoff, task, unmapped
 
 SERIALIZABLE_INPUTS = INPUTS.configure(isolation_level="SERIALIZABLE")
@@ -349,6 +349,13 @@ class TestPersistence:
 
         kept_state = kept(return_state=True)
         dropped_state = dropped(return_state=True)
+        # The stores the runs wrote through (derived once per configuration, so the same
+        # objects), looked at before any read (a read fills an LRU itself).
+        from sqlresults.tasks import _store_for
+
+        assert _store_for(kept, None).cache.get("in-memory") is not None
+        assert _store_for(dropped, None).cache_result_in_memory is False
+        assert _store_for(dropped, None).cache.get("not-in-memory") is None
         assert pipeline.read("not-in-memory").result == 2
         kept_store = kept_state.data
         assert kept_store.metadata.storage_key == "in-memory"  # type: ignore[union-attr]
@@ -610,7 +617,6 @@ class TestRunners:
 
         with pytest.raises(ConfigurationError, match="TaskRunner"):
             flow(task_runner="threads")(lambda: None)  # type: ignore[arg-type]
-        assert isinstance(ThreadPoolTaskRunner(), TaskRunner)
 
 
 # -- property: caching never changes what a pipeline computes ---------------------------------

@@ -43,9 +43,14 @@ _PARTIAL = ".sqlresults-partial"
 def _file_for(directory: Path, key: str) -> Path | None:
     """Where the record ``key`` goes under ``directory``, or None if its key cannot be a
     relative file path there (absolute, or with an empty, ``.`` or ``..`` part, which would
-    land elsewhere or collide)."""
+    land elsewhere or collide), or would be named like an interrupted export's leftover,
+    which import skips."""
     parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts) or "\\" in key:
+    if (
+        any(part in ("", ".", "..") for part in parts)
+        or "\\" in key
+        or parts[-1].endswith(_PARTIAL)
+    ):
         return None
     return directory.joinpath(*parts)
 
@@ -64,7 +69,12 @@ def export(ctx: click.Context, directory: Path, prefix: str, every: bool, as_jso
     namespace = env.resolved_namespace()
     database = env.database()
     state = "all" if every else "live"
-    total = admin.count_records(database, namespace, prefix=prefix, state=state)
+    # The count feeds the progress bar only, which is drawn on a terminal only.
+    total = (
+        admin.count_records(database, namespace, prefix=prefix, state=state)
+        if env.err.is_terminal
+        else None
+    )
     directory.mkdir(parents=True, exist_ok=True)
     exported = 0
     failed: list[dict[str, str]] = []
@@ -110,8 +120,8 @@ def _write(directory: Path, key: str, envelope: bytes) -> str | None:
     path = _file_for(directory, key)
     if path is None:
         return (
-            "its key cannot be a file name under the directory (it is absolute or has an "
-            "empty, '.' or '..' part)"
+            "its key cannot be a file name under the directory (it is absolute, has an "
+            f"empty, '.' or '..' part, or ends in {_PARTIAL!r}, which import skips)"
         )
     partial = path.with_name(path.name + _PARTIAL)
     try:
@@ -142,13 +152,16 @@ def import_(ctx: click.Context, directory: Path, prefix: str, as_json: bool) -> 
     namespace = env.resolved_namespace()
     database = env.database()
     store = ResultStore(result_storage=database, namespace=namespace, cache_result_in_memory=False)
-    total = sum(1 for _ in _files(directory, prefix))
+    # Counting walks the tree once more: worth it for a progress bar only (a terminal).
+    total = sum(1 for _ in _files(directory, prefix)) if env.err.is_terminal else None
     now = time.time()
     imported = expired = 0
     failed: list[dict[str, str]] = []
     with progress(env, total, "Importing") as advance:
         for key, path in _files(directory, prefix):
             try:
+                if isinstance(path, OSError):
+                    raise path  # a directory that could not be listed
                 stored = admin.import_envelope(store, key, path.read_bytes(), now=now)
             except (SQLResultsError, OSError) as exc:
                 if isinstance(exc, SQLResultsError) and database.is_outage(exc):
@@ -182,16 +195,39 @@ def import_(ctx: click.Context, directory: Path, prefix: str, as_json: bool) -> 
         raise CommandError(f"{plural(len(failed), 'file')} could not be imported (listed above).")
 
 
-def _files(directory: Path, prefix: str) -> Iterator[tuple[str, Path]]:
-    """(key, path) of every regular file under ``directory``, in a stable order, lazily."""
-    for root, dirs, names in os.walk(directory):
+def _files(directory: Path, prefix: str) -> Iterator[tuple[str, Path | OSError]]:
+    """(key, path) of every regular file under ``directory``, in a stable order, lazily; for a
+    directory that cannot be listed, (its relative path, the error), so that it is reported
+    instead of silently missing from the import."""
+    unlisted: list[OSError] = []
+    for root, dirs, names in os.walk(directory, onerror=unlisted.append):
+        yield from _unlisted(unlisted, directory, prefix)
         dirs.sort()
         for name in sorted(names):
             if name.endswith(_PARTIAL):
                 continue
             path = Path(root, name)
-            if not path.is_file():
-                continue
             key = path.relative_to(directory).as_posix()
-            if key.startswith(prefix):
-                yield key, path
+            if not key.startswith(prefix):
+                continue
+            try:
+                if path.is_file():
+                    yield key, path
+            except OSError as exc:  # its directory can be listed but not searched
+                yield key, exc
+    # A directory's listing fails when the walk steps into it: the last one's after the loop.
+    yield from _unlisted(unlisted, directory, prefix)
+
+
+def _unlisted(errors: list[OSError], directory: Path, prefix: str) -> Iterator[tuple[str, OSError]]:
+    """Take the listing errors gathered so far; yield those of directories that could hold
+    keys starting with ``prefix`` (the directory itself is ".")."""
+    while errors:
+        error = errors.pop(0)
+        where = Path(error.filename or directory)
+        try:
+            key = where.relative_to(directory).as_posix()
+        except ValueError:
+            key = where.as_posix()
+        if key == "." or key.startswith(prefix) or prefix.startswith(key + "/"):
+            yield key, error
